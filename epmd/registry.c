@@ -259,8 +259,10 @@ static int node_set_data(struct epmd_node *n, const struct dist_epmd_node *info,
 
     if (data == NULL)
         return -ENOMEM;
-    memcpy(data, info->extra, info->extra_len);
-    memcpy(data + info->extra_len, token, token_len);
+    if (info->extra_len > 0)
+        memcpy(data, info->extra, info->extra_len);
+    if (token_len > 0)
+        memcpy(data + info->extra_len, token, token_len);
     if (meta_len > 0)
         memcpy(data + info->extra_len + token_len, meta->meta, meta_len);
     free(n->data);

@@ -254,7 +254,9 @@ DIST_API int dist_epmd_meta_next(const uint8_t **cursor, const uint8_t *end,
  *
  * Every builder writes into buf (capacity cap) and returns the number of bytes written, or
  * DIST_ENOBUFS when cap is too small, or DIST_EINVAL when a field is out of range (a name too
- * long for its length field, say). On failure buf may hold partial output.
+ * long for its length field, say). The extension's request builders also refuse, with
+ * DIST_EINVAL, what the daemon would refuse: a name failing dist_epmd_name_check() or a token
+ * outside 1..DIST_EPMD_MAX_TOKEN bytes. On failure buf may hold partial output.
  */
 
 /*

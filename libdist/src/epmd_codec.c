@@ -396,7 +396,8 @@ int dist_epmd_lease_req_build(uint8_t *buf, size_t cap, const struct dist_epmd_l
     uint8_t *p;
     int rc;
 
-    if (lease->token_len > UINT8_MAX || n->name_len > UINT16_MAX ||
+    if (lease->token_len == 0 || lease->token_len > DIST_EPMD_MAX_TOKEN ||
+        dist_epmd_name_check(n->name, n->name_len) != 0 ||
         lease->meta.meta_count > UINT16_MAX || lease->meta.meta_len > UINT16_MAX)
         return DIST_EINVAL;
     body = 1 + 8 + 4 + 1 + lease->token_len + 2 + n->name_len + 4 + lease->meta.meta_len;
@@ -421,7 +422,8 @@ int dist_epmd_owner_req_build(uint8_t *buf, size_t cap, uint8_t tag, const uint8
     uint8_t *p;
     int rc;
 
-    if (token_len > UINT8_MAX || name_len > UINT16_MAX)
+    if (token_len == 0 || token_len > DIST_EPMD_MAX_TOKEN ||
+        dist_epmd_name_check(name, name_len) != 0)
         return DIST_EINVAL;
     rc = req_begin(buf, cap, 1 + 1 + token_len + 2 + name_len, tag, &p);
     if (rc < 0)

@@ -17,7 +17,8 @@ const char *dist_strerror(int err)
     default:
         break;
     }
-    if (err < 0 && err > -4096)
+    /* glibc names only the errno values it knows; others are unknown to us too. */
+    if (err < 0 && err > -4096 && strerrorname_np(-err) != NULL)
         return strerror(-err);
     return "unknown error";
 }
