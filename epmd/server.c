@@ -118,8 +118,6 @@ static void list_del(struct conn_list *l, struct epmd_conn *c)
 /* Room for n more output bytes; NULL when out of memory. */
 static uint8_t *conn_reserve(struct epmd_conn *c, size_t n)
 {
-    if (c->out_off > 0 && c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
     if (c->out_len + n > c->out_cap) {
         size_t cap = c->out_cap > 0 ? c->out_cap : 64;
         uint8_t *out;
@@ -172,6 +170,7 @@ static int conn_flush(struct epmd_conn *c)
         }
         c->out_off += (size_t)n;
     }
+    c->out_off = c->out_len = 0;
     ev_io_stop(c->srv->loop, &c->wio);
     if (c->flags & CONN_KILL) {
         c->srv->killed = 1;
@@ -550,8 +549,9 @@ static int conn_request(struct epmd_conn *c, const uint8_t *body, size_t len)
 /*
  * Serve every complete request in the input buffer. Erlang's requests must arrive alone:
  * bytes past one of them close the connection without a reply, as Erlang's epmd does.
+ * Returns -1 when the connection is gone.
  */
-static void conn_process(struct epmd_conn *c)
+static int conn_process(struct epmd_conn *c)
 {
     while (c->in_len >= 2) {
         int len = dist_epmd_req_length(c->in);
@@ -561,23 +561,26 @@ static void conn_process(struct epmd_conn *c)
             epmd_log(EPMD_LOG_DEBUG, "closing fd %d: bad request length %u", c->fd,
                      (c->in[0] << 8) | c->in[1]);
             conn_close(c);
-            return;
+            return -1;
         }
         total = 2 + (size_t)len;
         if (c->in_len < total)
-            return;
+            return 0;
         if (!is_extension(c->in[2]) && c->in_len > total) {
             epmd_log(EPMD_LOG_DEBUG, "closing fd %d: got more than expected", c->fd);
             conn_close(c);
-            return;
+            return -1;
         }
-        if (conn_request(c, c->in + 2, (size_t)len) != 0 || c->in == NULL)
-            return;
+        if (conn_request(c, c->in + 2, (size_t)len) != 0)
+            return -1;
+        if (c->in == NULL)
+            return 0;
         c->in_len -= total;
         memmove(c->in, c->in + total, c->in_len);
         if (c->flags & (CONN_CLOSING | CONN_WATCH))
-            return;
+            return 0;
     }
+    return 0;
 }
 
 /* A byte from a registered node or a watcher ends it, as in Erlang's epmd. */
@@ -610,15 +613,19 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
     }
     n = read(c->fd, c->in + c->in_len, DIST_EPMD_BUFSIZE - c->in_len);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        ev_io_start(loop, &c->rio);
         return;
+    }
     if (n <= 0) {
         conn_close(c);
         return;
     }
     c->in_len += (size_t)n;
     ev_timer_again(loop, &c->timer);
-    conn_process(c);
+    /* Whatever stays open (a registration, a session, a partial request) reads on. */
+    if (conn_process(c) == 0 && !(c->flags & CONN_CLOSING))
+        ev_io_start(loop, &c->rio);
 }
 
 static void conn_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -698,8 +705,13 @@ static void conn_start(struct epmd_server *srv, int fd, const struct sockaddr_st
     ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
     ev_timer_init(&c->timer, conn_timeout_cb, srv->cfg.packet_timeout, srv->cfg.packet_timeout);
     list_add(&srv->conns, c);
-    ev_io_start(srv->loop, &c->rio);
     ev_timer_start(srv->loop, &c->timer);
+    /*
+     * A client writes its request right after connecting, so it is usually here already:
+     * reading now answers it without ever adding the socket to the poll set. The read
+     * watcher starts only when the read would block.
+     */
+    conn_read_cb(srv->loop, &c->rio, EV_READ);
 }
 
 static void log_refusal(struct epmd_server *srv, const char *why)
