@@ -225,7 +225,8 @@ DIST_API int dist_epmd_req_length(const uint8_t *hdr);
  *
  * Returns 0, or:
  *   DIST_EBADTAG    unknown or obsolete tag
- *   DIST_EMALFORMED lengths inconsistent with the body, NUL in a name, empty body
+ *   DIST_EMALFORMED lengths inconsistent with the body, NUL in a name, empty body, a
+ *                   STOP_REQ without a name
  *   DIST_EBADNAME   PORT_PLEASE2_REQ name fails dist_epmd_name_check(); an extension name
  *                   or token that fails its checks
  *   DIST_ELIMIT     extension metadata over its limits

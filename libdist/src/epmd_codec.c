@@ -263,7 +263,11 @@ int dist_epmd_req_parse(const uint8_t *body, size_t len, struct dist_epmd_req *r
         rc = parse_port2(body, len, &tmp);
         break;
     case DIST_EPMD_STOP_REQ:
-        /* Erlang compares the name as a C string: it ends at the first NUL. */
+        /* Erlang wants a name, and compares it as a C string: it ends at the first NUL. */
+        if (len <= 1) {
+            rc = DIST_EMALFORMED;
+            break;
+        }
         tmp.u.name.name = (const char *)body + 1;
         tmp.u.name.name_len = strnlen(tmp.u.name.name, len - 1);
         break;

@@ -502,6 +502,16 @@ Test(epmd_codec, parse_stop)
     cr_assert_eq((const void *)req.u.name.name, (const void *)(body + 1));
 }
 
+Test(epmd_codec, parse_stop_without_a_name_is_malformed)
+{
+    struct dist_epmd_req req;
+
+    /* Erlang's epmd closes on a bare 's' in every mode; a lone NUL is a (missing) name. */
+    expect_req_fail("s", 1, DIST_EMALFORMED);
+    expect_req_ok((const uint8_t *)"s\0", 2, &req);
+    cr_assert_eq(req.u.name.name_len, 0);
+}
+
 Test(epmd_codec, parse_unknown_tag_is_badtag)
 {
     expect_req_fail("Q", 1, DIST_EBADTAG);
