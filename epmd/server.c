@@ -254,7 +254,7 @@ static int handle_alive2(struct epmd_conn *c, const struct dist_epmd_node *in)
         epmd_log(EPMD_LOG_INFO, "registered %s on port %u, creation %u", n->name, in->port,
                  n->creation);
     } else {
-        epmd_log(EPMD_LOG_INFO, "refused ALIVE2_REQ for %.*s (%s)", (int)in->name_len,
+        epmd_log(EPMD_LOG_ERROR, "refused ALIVE2_REQ for %.*s (%s)", (int)in->name_len,
                  in->name, result == DIST_EPMD_TAKEN ? "name in use" : "invalid");
     }
     /* Erlang answers a failure with creation 99. */
@@ -511,7 +511,7 @@ static int conn_request(struct epmd_conn *c, const uint8_t *body, size_t len)
     int rc = dist_epmd_req_parse(body, len, &req);
 
     if (rc != 0) {
-        epmd_log(EPMD_LOG_DEBUG, "closing fd %d: request tag %u: %s", c->fd, body[0],
+        epmd_log(EPMD_LOG_ERROR, "closing fd %d: request tag %u: %s", c->fd, body[0],
                  dist_strerror(rc));
         conn_close(c);
         return -1;
@@ -558,7 +558,7 @@ static int conn_process(struct epmd_conn *c)
         size_t total;
 
         if (len < 0) {
-            epmd_log(EPMD_LOG_DEBUG, "closing fd %d: bad request length %u", c->fd,
+            epmd_log(EPMD_LOG_ERROR, "closing fd %d: bad request length %u", c->fd,
                      (c->in[0] << 8) | c->in[1]);
             conn_close(c);
             return -1;
@@ -567,7 +567,7 @@ static int conn_process(struct epmd_conn *c)
         if (c->in_len < total)
             return 0;
         if (!is_extension(c->in[2]) && c->in_len > total) {
-            epmd_log(EPMD_LOG_DEBUG, "closing fd %d: got more than expected", c->fd);
+            epmd_log(EPMD_LOG_ERROR, "closing fd %d: got more than expected", c->fd);
             conn_close(c);
             return -1;
         }
@@ -592,7 +592,7 @@ static void conn_read_held(struct epmd_conn *c)
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n > 0 && c->node != NULL)
-        epmd_log(EPMD_LOG_INFO, "got more than expected from %s: unregistering", c->node->name);
+        epmd_log(EPMD_LOG_ERROR, "got more than expected from %s: unregistering", c->node->name);
     conn_close(c);
 }
 
