@@ -183,9 +183,27 @@ static int conn_flush(struct epmd_conn *c)
     return 0;
 }
 
+static int conn_process(struct epmd_conn *c);
+
+static int output_pending(const struct epmd_conn *c)
+{
+    return c->out_off < c->out_len;
+}
+
+/*
+ * Output drained: a session paused for backpressure serves the requests it has buffered and
+ * then reads again.
+ */
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    conn_flush(container_of(w, struct epmd_conn, wio));
+    struct epmd_conn *c = container_of(w, struct epmd_conn, wio);
+
+    if (conn_flush(c) != 0 || output_pending(c))
+        return;
+    if (!(c->flags & (CONN_KEEP | CONN_WATCH)) && conn_process(c) != 0)
+        return;
+    if (!(c->flags & CONN_CLOSING) && !output_pending(c))
+        ev_io_start(loop, &c->rio);
 }
 
 /* ---- Watch events ---------------------------------------------------------------------------- */
@@ -546,6 +564,19 @@ static int conn_request(struct epmd_conn *c, const uint8_t *body, size_t len)
     }
 }
 
+/* A watcher only listens: bytes that came with its WATCH request end it at once. */
+static int watch_begin(struct epmd_conn *c)
+{
+    if (c->in_len > 0) {
+        epmd_log(EPMD_LOG_ERROR, "closing watcher on fd %d: it sent more than WATCH", c->fd);
+        conn_close(c);
+        return -1;
+    }
+    free(c->in);
+    c->in = NULL;
+    return 0;
+}
+
 /*
  * Serve every complete request in the input buffer. Erlang's requests must arrive alone:
  * bytes past one of them close the connection without a reply, as Erlang's epmd does.
@@ -554,8 +585,15 @@ static int conn_request(struct epmd_conn *c, const uint8_t *body, size_t len)
 static int conn_process(struct epmd_conn *c)
 {
     while (c->in_len >= 2) {
-        int len = dist_epmd_req_length(c->in);
+        int len;
         size_t total;
+
+        /* Backpressure: a peer that does not read its replies gets no more of them. */
+        if (output_pending(c)) {
+            ev_io_stop(c->srv->loop, &c->rio);
+            return 0;
+        }
+        len = dist_epmd_req_length(c->in);
 
         if (len < 0) {
             epmd_log(EPMD_LOG_ERROR, "closing fd %d: bad request length %u", c->fd,
@@ -577,8 +615,10 @@ static int conn_process(struct epmd_conn *c)
             return 0;
         c->in_len -= total;
         memmove(c->in, c->in + total, c->in_len);
-        if (c->flags & (CONN_CLOSING | CONN_WATCH))
+        if (c->flags & CONN_CLOSING)
             return 0;
+        if (c->flags & CONN_WATCH)
+            return watch_begin(c);
     }
     return 0;
 }
@@ -624,7 +664,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     c->in_len += (size_t)n;
     ev_timer_again(loop, &c->timer);
     /* Whatever stays open (a registration, a session, a partial request) reads on. */
-    if (conn_process(c) == 0 && !(c->flags & CONN_CLOSING))
+    if (conn_process(c) == 0 && !(c->flags & CONN_CLOSING) && !output_pending(c))
         ev_io_start(loop, &c->rio);
 }
 
