@@ -403,6 +403,10 @@ static void daemon_start(struct daemon *d, const char *const *flags)
             return;
     }
     show_log(d, "it never answered");
+    /* A failed .init skips .fini, so clean up here. */
+    unlink(d->log);
+    rmdir(d->dir);
+    d->dir[0] = '\0';
     cr_assert_fail("the daemon %s never answered on 127.0.0.1", EPMD_BIN);
 }
 

@@ -54,6 +54,13 @@ static void stop_daemon(void)
 
 TestSuite(epmd_daemon, .timeout = 30);
 
+/* Criterion skips .fini after cr_skip_test, so the daemon is stopped first. */
+#define SKIP_TEST(...)                                                                             \
+    do {                                                                                           \
+        daemon_stop(&d);                                                                           \
+        cr_skip_test(__VA_ARGS__);                                                                 \
+    } while (0)
+
 /* ---- Helpers: Erlang's requests ------------------------------------------------------------ */
 
 static uint32_t get32(const uint8_t *p)
@@ -1033,7 +1040,7 @@ Test(epmd_daemon, thousands_of_idle_connections_do_not_block_lookups, .init = st
     int owner = register_node("a", NODE_PORT, NULL), late;
 
     if (raise_nofile() < MANY_IDLE + 64)
-        cr_skip_test("RLIMIT_NOFILE below %d", MANY_IDLE + 64);
+        SKIP_TEST("RLIMIT_NOFILE below %d", MANY_IDLE + 64);
     for (int i = 0; i < MANY_IDLE; i++)
         fds[i] = dial(d.port);
     held = wait_fd_count(base + MANY_IDLE, 0);
@@ -1107,8 +1114,8 @@ Test(epmd_daemon, ten_thousand_registrations_held_and_listed, .init = start_defa
     char name[16];
 
     if (raise_nofile() < MANY_NODES + 100)
-        cr_skip_test("%d held registrations need RLIMIT_NOFILE >= %d; the hard limit is lower",
-                     MANY_NODES, MANY_NODES + 100);
+        SKIP_TEST("%d held registrations need RLIMIT_NOFILE >= %d; the hard limit is lower",
+                  MANY_NODES, MANY_NODES + 100);
     for (int i = 0; i < MANY_NODES; i++) {
         snprintf(name, sizeof(name), "n%05d", i);
         fds[i] = register_node(name, (uint16_t)(10000 + i), NULL);
@@ -1172,7 +1179,7 @@ Test(epmd_daemon, address_flag_also_serves_the_ipv6_loopback, .init = start_defa
         int probe = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sa.sin6_port = 0;
         if (probe < 0 || bind(probe, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-            cr_skip_test("no IPv6 loopback here");
+            SKIP_TEST("no IPv6 loopback here");
         cr_assert_fail("connect to [::1]:%u failed: %s", d.port, strerror(errno));
     }
     sock_timeouts(fd, SOCK_TIMEOUT_MS);
