@@ -123,8 +123,8 @@ int epmd_client_dump(uint16_t port)
 int epmd_client_kill(uint16_t port)
 {
     uint8_t req[4], buf[2];
-    int fd = call(port, req, (size_t)dist_epmd_simple_req_build(req, sizeof(req),
-                                                                DIST_EPMD_KILL_REQ));
+    int fd =
+        call(port, req, (size_t)dist_epmd_simple_req_build(req, sizeof(req), DIST_EPMD_KILL_REQ));
     size_t n;
 
     if (fd < 0)

@@ -31,23 +31,23 @@ void epmd_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
  * creation counter, as Erlang's epmd does.
  */
 struct epmd_node {
-    struct epmd_node *hnext;                /* hash chain */
-    struct epmd_node *prev, *next;          /* in the active or the old list, newest first */
+    struct epmd_node *hnext;       /* hash chain */
+    struct epmd_node *prev, *next; /* in the active or the old list, newest first */
     uint32_t hash;
-    uint32_t cr;                            /* creation counter, Erlang's scheme */
-    uint32_t creation;                      /* what the current registration was given */
-    unsigned flags;                         /* EPMD_NODE_* */
-    void *owner;                            /* connection holding an Erlang registration */
-    int fd;                                 /* that connection's socket, shown by DUMP */
-    uint64_t expires_ms;                    /* leased: monotonic expiry */
-    uint32_t lease_ms;                      /* leased: lease length */
-    struct dist_epmd_node info;             /* port, versions; name and extra point below */
-    const uint8_t *token;                   /* leased: owner token, in data */
+    uint32_t cr;                /* creation counter, Erlang's scheme */
+    uint32_t creation;          /* what the current registration was given */
+    unsigned flags;             /* EPMD_NODE_* */
+    void *owner;                /* connection holding an Erlang registration */
+    int fd;                     /* that connection's socket, shown by DUMP */
+    uint64_t expires_ms;        /* leased: monotonic expiry */
+    uint32_t lease_ms;          /* leased: lease length */
+    struct dist_epmd_node info; /* port, versions; name and extra point below */
+    const uint8_t *token;       /* leased: owner token, in data */
     size_t token_len;
-    struct dist_epmd_metalist meta;         /* leased: metadata, in data */
-    uint8_t *data;                          /* extra, token and metadata of this registration */
+    struct dist_epmd_metalist meta; /* leased: metadata, in data */
+    uint8_t *data;                  /* extra, token and metadata of this registration */
     size_t name_len;
-    char name[];                            /* NUL-terminated */
+    char name[]; /* NUL-terminated */
 };
 
 #define EPMD_NODE_ACTIVE (1u << 0) /* registered now; otherwise remembered */
@@ -55,8 +55,8 @@ struct epmd_node {
 
 /* Lease bounds, in milliseconds. */
 #define EPMD_LEASE_DEFAULT_MS 60000u
-#define EPMD_LEASE_MIN_MS 100u
-#define EPMD_LEASE_MAX_MS 3600000u
+#define EPMD_LEASE_MIN_MS     100u
+#define EPMD_LEASE_MAX_MS     3600000u
 
 /* Why a name left the registry, as told to the event callback. */
 typedef void (*epmd_event_cb)(int kind, const struct epmd_node *node, void *user_data);
@@ -77,8 +77,7 @@ void epmd_registry_free(struct epmd_registry *reg);
 void epmd_registry_on_event(struct epmd_registry *reg, epmd_event_cb cb, void *user_data);
 
 /* Active registration by name, or NULL. */
-struct epmd_node *epmd_registry_find(const struct epmd_registry *reg, const char *name,
-                                     size_t len);
+struct epmd_node *epmd_registry_find(const struct epmd_registry *reg, const char *name, size_t len);
 /* Active or remembered entry by name, or NULL. */
 struct epmd_node *epmd_registry_lookup(const struct epmd_registry *reg, const char *name,
                                        size_t len);
@@ -99,9 +98,8 @@ struct epmd_node *epmd_registry_alive(struct epmd_registry *reg, const struct di
  * expires; a lapsed lease is expired first. lease_ms 0 means default_ms; others are clamped
  * to [EPMD_LEASE_MIN_MS, EPMD_LEASE_MAX_MS].
  */
-struct epmd_node *epmd_registry_lease(struct epmd_registry *reg,
-                                      const struct dist_epmd_lease *l, uint32_t default_ms,
-                                      uint64_t now_ms, int *result);
+struct epmd_node *epmd_registry_lease(struct epmd_registry *reg, const struct dist_epmd_lease *l,
+                                      uint32_t default_ms, uint64_t now_ms, int *result);
 
 /* Renew (keep-alive) or unregister a lease; returns a DIST_EPMD_* result. */
 int epmd_registry_renew(struct epmd_registry *reg, const uint8_t *token, size_t token_len,
@@ -142,8 +140,7 @@ struct epmd_server;
  * epmd_server_new: bind the listeners and set up the server on loop.
  * Returns NULL with *err set (-errno; -EADDRINUSE when another daemon holds the port).
  */
-struct epmd_server *epmd_server_new(struct ev_loop *loop, const struct epmd_config *cfg,
-                                    int *err);
+struct epmd_server *epmd_server_new(struct ev_loop *loop, const struct epmd_config *cfg, int *err);
 /* Close every connection and listener and free the server. */
 void epmd_server_free(struct epmd_server *srv);
 /* Non-zero once a KILL request asked the loop to end. */

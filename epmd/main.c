@@ -180,8 +180,7 @@ static void raise_fd_limit(void)
     cap = rl.rlim_cur > FD_RESERVE * 2 ? (size_t)rl.rlim_cur - FD_RESERVE : FD_RESERVE;
     if (opt.cfg.max_connections == 0 || opt.cfg.max_connections > cap) {
         if (opt.cfg.max_connections > cap)
-            epmd_log(EPMD_LOG_ERROR, "-max_connections lowered to %zu, the descriptor limit",
-                     cap);
+            epmd_log(EPMD_LOG_ERROR, "-max_connections lowered to %zu, the descriptor limit", cap);
         opt.cfg.max_connections = cap;
     }
 }
@@ -211,8 +210,7 @@ static int run_daemon(void)
         return 0;
     }
     if (srv == NULL) {
-        epmd_log(EPMD_LOG_ERROR, "cannot listen on port %u: %s", opt.cfg.port,
-                 dist_strerror(err));
+        epmd_log(EPMD_LOG_ERROR, "cannot listen on port %u: %s", opt.cfg.port, dist_strerror(err));
         return 1;
     }
     if (opt.daemonize) {

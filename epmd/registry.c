@@ -181,8 +181,7 @@ struct epmd_node *epmd_registry_lookup(const struct epmd_registry *reg, const ch
     return NULL;
 }
 
-struct epmd_node *epmd_registry_find(const struct epmd_registry *reg, const char *name,
-                                     size_t len)
+struct epmd_node *epmd_registry_find(const struct epmd_registry *reg, const char *name, size_t len)
 {
     struct epmd_node *n = epmd_registry_lookup(reg, name, len);
 
@@ -284,8 +283,7 @@ struct epmd_node *epmd_registry_alive(struct epmd_registry *reg, const struct di
 {
     struct epmd_node *n;
 
-    if (dist_epmd_name_check(in->name, in->name_len) != 0 ||
-        in->extra_len > DIST_EPMD_MAX_SYMLEN) {
+    if (dist_epmd_name_check(in->name, in->name_len) != 0 || in->extra_len > DIST_EPMD_MAX_SYMLEN) {
         *result = DIST_EPMD_INVALID;
         return NULL;
     }
@@ -348,9 +346,8 @@ static int lease_contest(struct epmd_registry *reg, const struct dist_epmd_lease
     return 0;
 }
 
-struct epmd_node *epmd_registry_lease(struct epmd_registry *reg,
-                                      const struct dist_epmd_lease *l, uint32_t default_ms,
-                                      uint64_t now_ms, int *result)
+struct epmd_node *epmd_registry_lease(struct epmd_registry *reg, const struct dist_epmd_lease *l,
+                                      uint32_t default_ms, uint64_t now_ms, int *result)
 {
     struct epmd_node *n;
     int rc;

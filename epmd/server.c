@@ -30,7 +30,7 @@
 
 #include "epmd.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* A watcher further behind than this is dropped rather than buffered without bound. */
 #define WATCH_MAX_PENDING (1u << 20)
@@ -42,23 +42,23 @@
 struct epmd_conn {
     ev_io rio;
     ev_io wio;
-    ev_timer timer;              /* packet timeout while a request is awaited */
+    ev_timer timer; /* packet timeout while a request is awaited */
     struct epmd_server *srv;
     struct epmd_conn *prev, *next; /* every connection, or every watcher */
     int fd;
-    unsigned flags;              /* CONN_* */
-    struct epmd_node *node;      /* the Erlang registration this connection holds */
-    uint8_t *in;                 /* DIST_EPMD_BUFSIZE bytes while a request is read */
+    unsigned flags;         /* CONN_* */
+    struct epmd_node *node; /* the Erlang registration this connection holds */
+    uint8_t *in;            /* DIST_EPMD_BUFSIZE bytes while a request is read */
     size_t in_len;
-    uint8_t *out;                /* reply bytes not yet written */
+    uint8_t *out; /* reply bytes not yet written */
     size_t out_off, out_len, out_cap;
 };
 
-#define CONN_LOCAL (1u << 0)   /* the peer is on this host: it may register, dump, kill, stop */
-#define CONN_KEEP (1u << 1)    /* sent ALIVE2: lives until the peer closes; any byte ends it */
-#define CONN_WATCH (1u << 2)   /* receives events; any byte ends it */
+#define CONN_LOCAL   (1u << 0) /* the peer is on this host: it may register, dump, kill, stop */
+#define CONN_KEEP    (1u << 1) /* sent ALIVE2: lives until the peer closes; any byte ends it */
+#define CONN_WATCH   (1u << 2) /* receives events; any byte ends it */
 #define CONN_CLOSING (1u << 3) /* close once the output is written */
-#define CONN_KILL (1u << 4)    /* stop the daemon once the output is written */
+#define CONN_KILL    (1u << 4) /* stop the daemon once the output is written */
 
 struct conn_list {
     struct epmd_conn *head;
@@ -74,7 +74,7 @@ struct epmd_server {
     struct conn_list conns;
     struct conn_list watchers;
     size_t max_conns;
-    int reserve_fd;      /* spare descriptor, given up to shed a connection on EMFILE */
+    int reserve_fd; /* spare descriptor, given up to shed a connection on EMFILE */
     ev_timer sweep;
     ev_tstamp refused_at; /* when a refusal was last logged */
     size_t refused;       /* refusals since then */
@@ -259,7 +259,6 @@ static int reply_put(struct epmd_conn *c, const uint8_t *buf, int len)
     return conn_flush(c);
 }
 
-
 static int handle_alive2(struct epmd_conn *c, const struct dist_epmd_node *in)
 {
     struct epmd_server *srv = c->srv;
@@ -272,8 +271,8 @@ static int handle_alive2(struct epmd_conn *c, const struct dist_epmd_node *in)
         epmd_log(EPMD_LOG_INFO, "registered %s on port %u, creation %u", n->name, in->port,
                  n->creation);
     } else {
-        epmd_log(EPMD_LOG_ERROR, "refused ALIVE2_REQ for %.*s (%s)", (int)in->name_len,
-                 in->name, result == DIST_EPMD_TAKEN ? "name in use" : "invalid");
+        epmd_log(EPMD_LOG_ERROR, "refused ALIVE2_REQ for %.*s (%s)", (int)in->name_len, in->name,
+                 result == DIST_EPMD_TAKEN ? "name in use" : "invalid");
     }
     /* Erlang answers a failure with creation 99. */
     len = dist_epmd_alive2_resp_build(reply, sizeof(reply), in->high_version >= 6,
@@ -324,8 +323,7 @@ static int handle_names(struct epmd_conn *c)
             rc = -ENOMEM;
             break;
         }
-        c->out_len += (size_t)dist_epmd_names_line(p, need, n->name, n->name_len,
-                                                   n->info.port);
+        c->out_len += (size_t)dist_epmd_names_line(p, need, n->name, n->name_len, n->info.port);
     }
     if (rc != 0) {
         conn_close(c);
@@ -341,8 +339,8 @@ static int put_dump_lines(struct epmd_conn *c, struct epmd_node *n, int active)
         uint8_t *p = conn_reserve(c, need);
         if (p == NULL)
             return -ENOMEM;
-        c->out_len += (size_t)dist_epmd_dump_line(p, need, active, n->name, n->name_len,
-                                                  n->info.port, n->fd);
+        c->out_len +=
+            (size_t)dist_epmd_dump_line(p, need, active, n->name, n->name_len, n->info.port, n->fd);
     }
     return 0;
 }
@@ -437,11 +435,9 @@ static int handle_owner(struct epmd_conn *c, const struct dist_epmd_req *req)
 
     if (req->tag == DIST_EPMD_RENEW_REQ) {
         result = epmd_registry_renew(reg, req->u.owner.token, req->u.owner.token_len,
-                                     req->u.owner.name, req->u.owner.name_len, now_ms(),
-                                     &lease_ms);
-        return reply_put(c, reply,
-                         dist_epmd_renew_resp_build(reply, sizeof(reply), (uint8_t)result,
-                                                    lease_ms));
+                                     req->u.owner.name, req->u.owner.name_len, now_ms(), &lease_ms);
+        return reply_put(
+            c, reply, dist_epmd_renew_resp_build(reply, sizeof(reply), (uint8_t)result, lease_ms));
     }
     result = epmd_registry_unlease(reg, req->u.owner.token, req->u.owner.token_len,
                                    req->u.owner.name, req->u.owner.name_len, now_ms());
@@ -518,8 +514,8 @@ static int is_local_only(uint8_t tag)
 
 static int is_extension(uint8_t tag)
 {
-    return tag == DIST_EPMD_LEASE_REQ || tag == DIST_EPMD_RENEW_REQ ||
-           tag == DIST_EPMD_UNREG_REQ || tag == DIST_EPMD_LIST_REQ || tag == DIST_EPMD_WATCH_REQ;
+    return tag == DIST_EPMD_LEASE_REQ || tag == DIST_EPMD_RENEW_REQ || tag == DIST_EPMD_UNREG_REQ ||
+           tag == DIST_EPMD_LIST_REQ || tag == DIST_EPMD_WATCH_REQ;
 }
 
 /* Serve one complete request. Returns -1 when the connection is gone. */
@@ -893,8 +889,7 @@ static int listen_all(struct epmd_server *srv)
     return 0;
 }
 
-struct epmd_server *epmd_server_new(struct ev_loop *loop, const struct epmd_config *cfg,
-                                    int *err)
+struct epmd_server *epmd_server_new(struct ev_loop *loop, const struct epmd_config *cfg, int *err)
 {
     struct epmd_server *srv = calloc(1, sizeof(*srv));
     int rc = -ENOMEM;

@@ -39,14 +39,14 @@ extern "C" {
  * libdist's own error codes. They sit far from errno values, which pass through as -errno.
  * X(name, value, message)
  */
-#define DIST_ERR_MAP(X)                                                                          \
-    X(EAGAIN_MORE, -30001, "need more bytes")                                                    \
-    X(EMALFORMED, -30002, "malformed packet")                                                    \
-    X(ELENGTH, -30003, "length out of range")                                                    \
-    X(EBADTAG, -30004, "unknown request tag")                                                    \
-    X(EBADNAME, -30005, "invalid node name")                                                     \
-    X(ENOBUFS, -30006, "output buffer too small")                                                \
-    X(ELIMIT, -30007, "limit exceeded")                                                          \
+#define DIST_ERR_MAP(X)                                                                            \
+    X(EAGAIN_MORE, -30001, "need more bytes")                                                      \
+    X(EMALFORMED, -30002, "malformed packet")                                                      \
+    X(ELENGTH, -30003, "length out of range")                                                      \
+    X(EBADTAG, -30004, "unknown request tag")                                                      \
+    X(EBADNAME, -30005, "invalid node name")                                                       \
+    X(ENOBUFS, -30006, "output buffer too small")                                                  \
+    X(ELIMIT, -30007, "limit exceeded")                                                            \
     X(EINVAL, -30008, "invalid argument")
 
 enum dist_err {
@@ -81,9 +81,9 @@ DIST_API const char *dist_err_name(int err);
 #define DIST_EPMD_MAX_NAME_CHARS 255
 
 /* Extension limits. */
-#define DIST_EPMD_MAX_TOKEN 64       /* owner token bytes */
-#define DIST_EPMD_MAX_META 32        /* metadata pairs per registration */
-#define DIST_EPMD_MAX_META_KEY 64    /* bytes in one key */
+#define DIST_EPMD_MAX_TOKEN      64   /* owner token bytes */
+#define DIST_EPMD_MAX_META       32   /* metadata pairs per registration */
+#define DIST_EPMD_MAX_META_KEY   64   /* bytes in one key */
 #define DIST_EPMD_MAX_META_VALUE 1024 /* bytes in one value */
 
 /* Requests and replies, by tag. */
@@ -136,8 +136,8 @@ enum dist_epmd_event_kind {
  */
 struct dist_epmd_node {
     uint16_t port;
-    uint8_t node_type;    /* 77 'M' normal, 72 'H' hidden, 104 'h' ei; stored unchecked */
-    uint8_t protocol;     /* 0 = TCP/IPv4; stored unchecked */
+    uint8_t node_type; /* 77 'M' normal, 72 'H' hidden, 104 'h' ei; stored unchecked */
+    uint8_t protocol;  /* 0 = TCP/IPv4; stored unchecked */
     uint16_t high_version;
     uint16_t low_version;
     const char *name;
@@ -181,7 +181,7 @@ struct dist_epmd_req {
         struct {
             const char *name;
             size_t name_len;
-        } name; /* PORT_PLEASE2_REQ, STOP_REQ */
+        } name;                       /* PORT_PLEASE2_REQ, STOP_REQ */
         struct dist_epmd_lease lease; /* LEASE_REQ */
         struct {
             const uint8_t *token;
@@ -198,8 +198,8 @@ struct dist_epmd_req {
 struct dist_epmd_entry {
     struct dist_epmd_node node; /* extra is echoed for Erlang registrations */
     uint32_t creation;
-    uint8_t flags;              /* DIST_EPMD_ENTRY_* */
-    uint32_t lease_ms;          /* lease length; 0 for connection-bound entries */
+    uint8_t flags;     /* DIST_EPMD_ENTRY_* */
+    uint32_t lease_ms; /* lease length; 0 for connection-bound entries */
     struct dist_epmd_metalist meta;
 };
 
@@ -276,18 +276,15 @@ DIST_API int dist_epmd_meta_next(const uint8_t **cursor, const uint8_t *end,
  */
 DIST_API int dist_epmd_alive2_req_build(uint8_t *buf, size_t cap,
                                         const struct dist_epmd_node *node);
-DIST_API int dist_epmd_port2_req_build(uint8_t *buf, size_t cap, const char *name,
-                                       size_t name_len);
+DIST_API int dist_epmd_port2_req_build(uint8_t *buf, size_t cap, const char *name, size_t name_len);
 /* NAMES_REQ, DUMP_REQ, KILL_REQ, LIST_REQ, WATCH_REQ: a bare tag. */
 DIST_API int dist_epmd_simple_req_build(uint8_t *buf, size_t cap, uint8_t tag);
-DIST_API int dist_epmd_stop_req_build(uint8_t *buf, size_t cap, const char *name,
-                                      size_t name_len);
+DIST_API int dist_epmd_stop_req_build(uint8_t *buf, size_t cap, const char *name, size_t name_len);
 DIST_API int dist_epmd_lease_req_build(uint8_t *buf, size_t cap,
                                        const struct dist_epmd_lease *lease);
 /* RENEW_REQ or UNREG_REQ (tag) for @name owned by @token. */
-DIST_API int dist_epmd_owner_req_build(uint8_t *buf, size_t cap, uint8_t tag,
-                                       const uint8_t *token, size_t token_len, const char *name,
-                                       size_t name_len);
+DIST_API int dist_epmd_owner_req_build(uint8_t *buf, size_t cap, uint8_t tag, const uint8_t *token,
+                                       size_t token_len, const char *name, size_t name_len);
 
 /*
  * dist_epmd_meta_put: append one pair to encoded metadata at buf. Checks the key and value
@@ -320,8 +317,8 @@ DIST_API int dist_epmd_dump_line(uint8_t *buf, size_t cap, int active, const cha
  * LEASE_RESP: u8 Result | u32 Creation | u32 LeaseMs.
  * RENEW_RESP: u8 Result | u32 LeaseMs.       UNREG_RESP: u8 Result.
  */
-DIST_API int dist_epmd_lease_resp_build(uint8_t *buf, size_t cap, uint8_t result,
-                                        uint32_t creation, uint32_t lease_ms);
+DIST_API int dist_epmd_lease_resp_build(uint8_t *buf, size_t cap, uint8_t result, uint32_t creation,
+                                        uint32_t lease_ms);
 DIST_API int dist_epmd_renew_resp_build(uint8_t *buf, size_t cap, uint8_t result,
                                         uint32_t lease_ms);
 DIST_API int dist_epmd_unreg_resp_build(uint8_t *buf, size_t cap, uint8_t result);
@@ -359,8 +356,8 @@ DIST_API int dist_epmd_port2_resp_parse(const uint8_t *buf, size_t len, int *fou
 DIST_API int dist_epmd_frame_parse(const uint8_t *buf, size_t len, size_t max_len, uint8_t *tag,
                                    const uint8_t **body, size_t *body_len);
 /* The fixed bodies of LEASE_RESP, RENEW_RESP, UNREG_RESP; absent fields may be NULL. */
-DIST_API int dist_epmd_result_parse(const uint8_t *body, size_t len, uint8_t tag,
-                                    uint8_t *result, uint32_t *creation, uint32_t *lease_ms);
+DIST_API int dist_epmd_result_parse(const uint8_t *body, size_t len, uint8_t tag, uint8_t *result,
+                                    uint32_t *creation, uint32_t *lease_ms);
 /* One entry from a LIST_RESP or EVENT body. */
 DIST_API int dist_epmd_entry_parse(const uint8_t *buf, size_t len, struct dist_epmd_entry *e);
 

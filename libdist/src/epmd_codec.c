@@ -238,8 +238,8 @@ static int parse_lease(const uint8_t *body, size_t len, struct dist_epmd_lease *
 static int parse_owner(const uint8_t *body, size_t len, struct dist_epmd_req *req)
 {
     struct reader r = {body + 1, body + len};
-    int rc = rd_token_name(&r, &req->u.owner.token, &req->u.owner.token_len,
-                           &req->u.owner.name, &req->u.owner.name_len);
+    int rc = rd_token_name(&r, &req->u.owner.token, &req->u.owner.token_len, &req->u.owner.name,
+                           &req->u.owner.name_len);
 
     if (rc != 0)
         return rc;
@@ -401,8 +401,8 @@ int dist_epmd_lease_req_build(uint8_t *buf, size_t cap, const struct dist_epmd_l
     int rc;
 
     if (lease->token_len == 0 || lease->token_len > DIST_EPMD_MAX_TOKEN ||
-        dist_epmd_name_check(n->name, n->name_len) != 0 ||
-        lease->meta.meta_count > UINT16_MAX || lease->meta.meta_len > UINT16_MAX)
+        dist_epmd_name_check(n->name, n->name_len) != 0 || lease->meta.meta_count > UINT16_MAX ||
+        lease->meta.meta_len > UINT16_MAX)
         return DIST_EINVAL;
     body = 1 + 8 + 4 + 1 + lease->token_len + 2 + n->name_len + 4 + lease->meta.meta_len;
     rc = req_begin(buf, cap, body, DIST_EPMD_LEASE_REQ, &p);
@@ -439,13 +439,12 @@ int dist_epmd_owner_req_build(uint8_t *buf, size_t cap, uint8_t tag, const uint8
     return rc;
 }
 
-int dist_epmd_meta_put(uint8_t *buf, size_t cap, const char *key, size_t key_len,
-                       const char *value, size_t value_len)
+int dist_epmd_meta_put(uint8_t *buf, size_t cap, const char *key, size_t key_len, const char *value,
+                       size_t value_len)
 {
     uint8_t *p = buf;
 
-    if (key_len == 0 || key_len > DIST_EPMD_MAX_META_KEY ||
-        value_len > DIST_EPMD_MAX_META_VALUE)
+    if (key_len == 0 || key_len > DIST_EPMD_MAX_META_KEY || value_len > DIST_EPMD_MAX_META_VALUE)
         return DIST_ELIMIT;
     if (cap < 3 + key_len + value_len)
         return DIST_ENOBUFS;
@@ -497,8 +496,8 @@ int dist_epmd_port2_resp_build(uint8_t *buf, size_t cap, const struct dist_epmd_
 }
 
 /* Append "<pre><name><post>" where post is formatted from port and fd. */
-static int put_line(uint8_t *buf, size_t cap, const char *pre, const char *name,
-                    size_t name_len, const char *post, size_t post_len, int nul)
+static int put_line(uint8_t *buf, size_t cap, const char *pre, const char *name, size_t name_len,
+                    const char *post, size_t post_len, int nul)
 {
     size_t pre_len = strlen(pre);
     size_t need = pre_len + name_len + post_len + (nul ? 1 : 0);
@@ -516,8 +515,7 @@ static int put_line(uint8_t *buf, size_t cap, const char *pre, const char *name,
     return (int)need;
 }
 
-int dist_epmd_names_line(uint8_t *buf, size_t cap, const char *name, size_t name_len,
-                         uint16_t port)
+int dist_epmd_names_line(uint8_t *buf, size_t cap, const char *name, size_t name_len, uint16_t port)
 {
     char post[32];
     int n = snprintf(post, sizeof(post), " at port %u\n", port);
@@ -525,8 +523,8 @@ int dist_epmd_names_line(uint8_t *buf, size_t cap, const char *name, size_t name
     return put_line(buf, cap, "name ", name, name_len, post, (size_t)n, 0);
 }
 
-int dist_epmd_dump_line(uint8_t *buf, size_t cap, int active, const char *name,
-                        size_t name_len, uint16_t port, int fd)
+int dist_epmd_dump_line(uint8_t *buf, size_t cap, int active, const char *name, size_t name_len,
+                        uint16_t port, int fd)
 {
     char post[64];
     int n;
@@ -535,8 +533,8 @@ int dist_epmd_dump_line(uint8_t *buf, size_t cap, int active, const char *name,
         n = snprintf(post, sizeof(post), "> at port %u, fd = %d\n", port, fd);
     else
         n = snprintf(post, sizeof(post), ">, port = %u, fd = %d \n", port, fd);
-    return put_line(buf, cap, active ? "active name     <" : "old/unused name <", name,
-                    name_len, post, (size_t)n, 1);
+    return put_line(buf, cap, active ? "active name     <" : "old/unused name <", name, name_len,
+                    post, (size_t)n, 1);
 }
 
 /* ---- Extension replies --------------------------------------------------------------------- */
@@ -589,8 +587,8 @@ int dist_epmd_entry_build(uint8_t *buf, size_t cap, const struct dist_epmd_entry
     size_t need;
     uint8_t *p;
 
-    if (n->name_len > UINT16_MAX || n->extra_len > UINT16_MAX ||
-        e->meta.meta_count > UINT16_MAX || e->meta.meta_len > UINT16_MAX)
+    if (n->name_len > UINT16_MAX || n->extra_len > UINT16_MAX || e->meta.meta_count > UINT16_MAX ||
+        e->meta.meta_len > UINT16_MAX)
         return DIST_EINVAL;
     need = 8 + 4 + 1 + 4 + 2 + n->name_len + 2 + n->extra_len + 4 + e->meta.meta_len;
     if (need > INT32_MAX)
@@ -610,8 +608,7 @@ int dist_epmd_entry_build(uint8_t *buf, size_t cap, const struct dist_epmd_entry
 
 /* ---- Reply parsers ------------------------------------------------------------------------- */
 
-int dist_epmd_alive2_resp_parse(const uint8_t *buf, size_t len, uint8_t *result,
-                                uint32_t *creation)
+int dist_epmd_alive2_resp_parse(const uint8_t *buf, size_t len, uint8_t *result, uint32_t *creation)
 {
     if (len < 1)
         return DIST_EAGAIN_MORE;
@@ -649,10 +646,9 @@ int dist_epmd_port2_resp_parse(const uint8_t *buf, size_t len, int *found,
         *found = 0;
         return 2;
     }
-    if (rd_u16(&r, &n.port) != 0 || rd_u8(&r, &n.node_type) != 0 ||
-        rd_u8(&r, &n.protocol) != 0 || rd_u16(&r, &n.high_version) != 0 ||
-        rd_u16(&r, &n.low_version) != 0 || rd_u16(&r, &nlen) != 0 ||
-        rd_bytes(&r, nlen, &name) != 0 || rd_u16(&r, &elen) != 0 ||
+    if (rd_u16(&r, &n.port) != 0 || rd_u8(&r, &n.node_type) != 0 || rd_u8(&r, &n.protocol) != 0 ||
+        rd_u16(&r, &n.high_version) != 0 || rd_u16(&r, &n.low_version) != 0 ||
+        rd_u16(&r, &nlen) != 0 || rd_bytes(&r, nlen, &name) != 0 || rd_u16(&r, &elen) != 0 ||
         rd_bytes(&r, elen, &n.extra) != 0)
         return DIST_EAGAIN_MORE;
     n.name = (const char *)name;

@@ -9,8 +9,8 @@
 const char *dist_strerror(int err)
 {
     switch (err) {
-#define DIST_ERR_MSG_(name, value, msg)                                                          \
-    case DIST_##name:                                                                            \
+#define DIST_ERR_MSG_(name, value, msg)                                                            \
+    case DIST_##name:                                                                              \
         return msg;
         DIST_ERR_MAP(DIST_ERR_MSG_)
 #undef DIST_ERR_MSG_
@@ -26,8 +26,8 @@ const char *dist_strerror(int err)
 const char *dist_err_name(int err)
 {
     switch (err) {
-#define DIST_ERR_NAME_(name, value, msg)                                                         \
-    case DIST_##name:                                                                            \
+#define DIST_ERR_NAME_(name, value, msg)                                                           \
+    case DIST_##name:                                                                              \
         return "DIST_" #name;
         DIST_ERR_MAP(DIST_ERR_NAME_)
 #undef DIST_ERR_NAME_

@@ -330,8 +330,7 @@ Test(registry, renew_of_an_erlang_registration_is_denied)
     alive("e", 6, &result);
     cr_assert_eq(epmd_registry_renew(reg, (const uint8_t *)"t", 1, "e", 1, 0, &ms),
                  DIST_EPMD_DENIED);
-    cr_assert_eq(epmd_registry_unlease(reg, (const uint8_t *)"t", 1, "e", 1, 0),
-                 DIST_EPMD_DENIED);
+    cr_assert_eq(epmd_registry_unlease(reg, (const uint8_t *)"t", 1, "e", 1, 0), DIST_EPMD_DENIED);
     cr_assert_not_null(epmd_registry_find(reg, "e", 1));
 }
 
@@ -341,10 +340,8 @@ Test(registry, unlease_removes_and_reports)
     int result;
 
     epmd_registry_lease(reg, &l, 60000, 0, &result);
-    cr_assert_eq(epmd_registry_unlease(reg, (const uint8_t *)"x", 1, "n", 1, 0),
-                 DIST_EPMD_DENIED);
-    cr_assert_eq(epmd_registry_unlease(reg, (const uint8_t *)"tok", 3, "n", 1, 0),
-                 DIST_EPMD_OK);
+    cr_assert_eq(epmd_registry_unlease(reg, (const uint8_t *)"x", 1, "n", 1, 0), DIST_EPMD_DENIED);
+    cr_assert_eq(epmd_registry_unlease(reg, (const uint8_t *)"tok", 3, "n", 1, 0), DIST_EPMD_OK);
     cr_assert_null(epmd_registry_find(reg, "n", 1));
     cr_assert_eq(epmd_registry_leased_count(reg), 0);
     cr_assert_eq(ev.count, 2);
