@@ -58,7 +58,7 @@ struct epmd_node {
 #define EPMD_LEASE_MIN_MS     100u
 #define EPMD_LEASE_MAX_MS     3600000u
 
-/* Why a name left the registry, as told to the event callback. */
+/* Told of every registration (kind DIST_EPMD_REGISTERED), unregistration and expiry. */
 typedef void (*epmd_event_cb)(int kind, const struct epmd_node *node, void *user_data);
 
 /* Returns the seed for a new name's creation counter: Erlang uses time(NULL). */
@@ -113,9 +113,13 @@ void epmd_registry_remove(struct epmd_registry *reg, struct epmd_node *node, int
 /* Expire every lease whose time has come; returns how many. */
 size_t epmd_registry_sweep(struct epmd_registry *reg, uint64_t now_ms);
 
-/* Iterate: the newest active node, then ->next; the newest remembered, then ->next. */
+/*
+ * Iterate: the newest active node, then ->next; the newest remembered, then ->next; the
+ * oldest remembered (Erlang's DUMP order), then ->prev.
+ */
 struct epmd_node *epmd_registry_active(const struct epmd_registry *reg);
 struct epmd_node *epmd_registry_old(const struct epmd_registry *reg);
+struct epmd_node *epmd_registry_oldest(const struct epmd_registry *reg);
 size_t epmd_registry_count(const struct epmd_registry *reg);
 size_t epmd_registry_old_count(const struct epmd_registry *reg);
 size_t epmd_registry_leased_count(const struct epmd_registry *reg);
@@ -128,6 +132,7 @@ struct epmd_config {
     uint16_t port;
     const char *addresses;  /* comma-separated, or NULL for the wildcards */
     int relaxed;            /* -relaxed_command_check */
+    int systemd;            /* -systemd: listeners come from socket activation */
     int debug;              /* -d count */
     double packet_timeout;  /* seconds */
     size_t max_connections; /* 0: from RLIMIT_NOFILE */

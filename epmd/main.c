@@ -33,7 +33,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: epmd [-d|-debug] [-address List] [-port No] [-daemon]\n"
             "            [-relaxed_command_check] [-packet_timeout Seconds]\n"
-            "            [-max_connections N]\n"
+            "            [-max_connections N] [-systemd]\n"
             "       epmd [-d|-debug] [-port No] [-names|-dump|-kill|-stop Name]\n"
             "\n"
             "The port mapper: Erlang nodes and ours register here and look each other up.\n"
@@ -42,6 +42,7 @@ static void usage(FILE *out)
             "  -address List            listen on these comma-separated addresses and on the\n"
             "                           loopbacks (default: every address; or ERL_EPMD_ADDRESS)\n"
             "  -daemon                  detach and log to syslog\n"
+            "  -systemd                 take the listening sockets from systemd socket activation\n"
             "  -d, -debug               log to stderr; repeat for more; remembers only 5 old\n"
             "                           names\n"
             "  -relaxed_command_check   allow -kill with live nodes, and -stop\n"
@@ -131,6 +132,8 @@ static int parse_args(int argc, char **argv)
             opt.cfg.debug++;
         } else if (!strcmp(a, "-daemon")) {
             opt.daemonize = 1;
+        } else if (!strcmp(a, "-systemd")) {
+            opt.cfg.systemd = 1;
         } else if (!strcmp(a, "-relaxed_command_check")) {
             opt.cfg.relaxed = 1;
         } else if (!strcmp(a, "-names")) {

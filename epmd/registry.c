@@ -469,6 +469,11 @@ struct epmd_node *epmd_registry_old(const struct epmd_registry *reg)
     return reg->old.head;
 }
 
+struct epmd_node *epmd_registry_oldest(const struct epmd_registry *reg)
+{
+    return reg->old.tail;
+}
+
 size_t epmd_registry_count(const struct epmd_registry *reg)
 {
     return reg->active.count;

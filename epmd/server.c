@@ -32,8 +32,14 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-/* A watcher further behind than this is dropped rather than buffered without bound. */
+/* A watcher further behind than this (past its first listing) is dropped. */
 #define WATCH_MAX_PENDING (1u << 20)
+/* All replies waiting to be written, across connections, stay under this. */
+#define OUTPUT_BUDGET (128u << 20)
+/* An output buffer larger than this is freed once it drains. */
+#define OUTPUT_KEEP (64u << 10)
+/* After an accept error other than "try again", listeners pause this long (seconds). */
+#define ACCEPT_BACKOFF 0.1
 /* How often leases are swept, in seconds. */
 #define SWEEP_INTERVAL 0.1
 /* Accepts per listener wake-up, so one busy listener cannot starve the rest. */
@@ -52,6 +58,7 @@ struct epmd_conn {
     size_t in_len;
     uint8_t *out; /* reply bytes not yet written */
     size_t out_off, out_len, out_cap;
+    size_t watch_slack; /* a watcher's first listing, not counted as falling behind */
 };
 
 #define CONN_LOCAL   (1u << 0) /* the peer is on this host: it may register, dump, kill, stop */
@@ -74,10 +81,12 @@ struct epmd_server {
     struct conn_list conns;
     struct conn_list watchers;
     size_t max_conns;
-    int reserve_fd; /* spare descriptor, given up to shed a connection on EMFILE */
-    ev_timer sweep;
-    ev_tstamp refused_at; /* when a refusal was last logged */
-    size_t refused;       /* refusals since then */
+    int reserve_fd;        /* spare descriptor, given up to shed a connection on EMFILE */
+    ev_timer sweep;        /* runs while leases exist */
+    ev_timer accept_pause; /* restarts the listeners after an accept error */
+    size_t out_total;      /* bytes of output buffers, held under OUTPUT_BUDGET */
+    ev_tstamp refused_at;  /* when a refusal was last logged */
+    size_t refused;        /* refusals since then */
     int killed;
 };
 
@@ -115,22 +124,38 @@ static void list_del(struct conn_list *l, struct epmd_conn *c)
 
 /* ---- Output --------------------------------------------------------------------------------- */
 
-/* Room for n more output bytes; NULL when out of memory. */
+/* Room for n more output bytes; NULL when out of memory or over the daemon's budget. */
 static uint8_t *conn_reserve(struct epmd_conn *c, size_t n)
 {
+    struct epmd_server *srv = c->srv;
+
     if (c->out_len + n > c->out_cap) {
         size_t cap = c->out_cap > 0 ? c->out_cap : 64;
         uint8_t *out;
 
         while (cap < c->out_len + n)
             cap *= 2;
+        if (srv->out_total - c->out_cap + cap > OUTPUT_BUDGET) {
+            epmd_log(EPMD_LOG_ERROR, "output budget of %u MiB reached: closing fd %d",
+                     OUTPUT_BUDGET >> 20, c->fd);
+            return NULL;
+        }
         out = realloc(c->out, cap);
         if (out == NULL)
             return NULL;
+        srv->out_total = srv->out_total - c->out_cap + cap;
         c->out = out;
         c->out_cap = cap;
     }
     return c->out + c->out_len;
+}
+
+static void conn_out_free(struct epmd_conn *c)
+{
+    c->srv->out_total -= c->out_cap;
+    free(c->out);
+    c->out = NULL;
+    c->out_cap = c->out_len = c->out_off = 0;
 }
 
 static int conn_put(struct epmd_conn *c, const void *data, size_t n)
@@ -155,7 +180,9 @@ static int conn_finish(struct epmd_conn *c)
 /* Write what can be written now. Returns -1 when the connection was closed. */
 static int conn_flush(struct epmd_conn *c)
 {
-    while (c->out_off < c->out_len) {
+    int failed = 0;
+
+    while (c->out_off < c->out_len && !failed) {
         ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
         if (n < 0 && errno == EINTR)
             continue;
@@ -165,18 +192,22 @@ static int conn_flush(struct epmd_conn *c)
         }
         if (n < 0) {
             epmd_log(EPMD_LOG_DEBUG, "write failed on fd %d: %s", c->fd, strerror(errno));
-            conn_close(c);
-            return -1;
+            failed = 1;
+        } else {
+            c->out_off += (size_t)n;
         }
-        c->out_off += (size_t)n;
     }
+    if (c->out_cap > OUTPUT_KEEP)
+        conn_out_free(c);
     c->out_off = c->out_len = 0;
+    c->watch_slack = 0;
     ev_io_stop(c->srv->loop, &c->wio);
+    /* KILL stops the daemon whether or not its "OK" could be written, as Erlang's does. */
     if (c->flags & CONN_KILL) {
         c->srv->killed = 1;
         ev_break(c->srv->loop, EVBREAK_ALL);
     }
-    if (c->flags & CONN_CLOSING) {
+    if (failed || (c->flags & CONN_CLOSING)) {
         conn_close(c);
         return -1;
     }
@@ -236,7 +267,7 @@ static void event_cb(int kind, const struct epmd_node *n, void *user_data)
     dist_epmd_frame_header(buf, sizeof(buf), DIST_EPMD_EVENT, (size_t)len + 1);
     for (struct epmd_conn *c = srv->watchers.head, *next; c != NULL; c = next) {
         next = c->next;
-        if (c->out_len - c->out_off + (size_t)len + 6 > WATCH_MAX_PENDING) {
+        if (c->out_len - c->out_off + (size_t)len + 6 > WATCH_MAX_PENDING + c->watch_slack) {
             epmd_log(EPMD_LOG_ERROR, "dropping watcher on fd %d: %zu bytes behind", c->fd,
                      c->out_len - c->out_off);
             conn_close(c);
@@ -332,15 +363,17 @@ static int handle_names(struct epmd_conn *c)
     return conn_finish(c);
 }
 
+/* DUMP lines: active names newest first, then remembered ones oldest first, as Erlang. */
 static int put_dump_lines(struct epmd_conn *c, struct epmd_node *n, int active)
 {
-    for (; n != NULL; n = n->next) {
+    while (n != NULL) {
         size_t need = n->name_len + 80;
         uint8_t *p = conn_reserve(c, need);
         if (p == NULL)
             return -ENOMEM;
         c->out_len +=
             (size_t)dist_epmd_dump_line(p, need, active, n->name, n->name_len, n->info.port, n->fd);
+        n = active ? n->next : n->prev;
     }
     return 0;
 }
@@ -350,7 +383,7 @@ static int handle_dump(struct epmd_conn *c)
     struct epmd_registry *reg = c->srv->reg;
 
     if (put_port_word(c) != 0 || put_dump_lines(c, epmd_registry_active(reg), 1) != 0 ||
-        put_dump_lines(c, epmd_registry_old(reg), 0) != 0) {
+        put_dump_lines(c, epmd_registry_oldest(reg), 0) != 0) {
         conn_close(c);
         return -1;
     }
@@ -418,6 +451,8 @@ static int handle_lease(struct epmd_conn *c, const struct dist_epmd_lease *l)
         return -1;
     }
     if (n != NULL)
+        ev_timer_start(srv->loop, &srv->sweep); /* runs until the last lease is gone */
+    if (n != NULL)
         epmd_log(EPMD_LOG_INFO, "leased %s on port %u for %u ms, creation %u", n->name,
                  n->info.port, n->lease_ms, n->creation);
     return reply_put(c, reply,
@@ -478,6 +513,10 @@ static int put_list(struct epmd_conn *c)
     return 0;
 }
 
+/*
+ * LIST, and WATCH's first listing. A remote peer gets one listing and the connection closes,
+ * as for Erlang's requests, so remote peers cannot hold connections open.
+ */
 static int handle_list(struct epmd_conn *c, int watch)
 {
     struct epmd_server *srv = c->srv;
@@ -486,14 +525,15 @@ static int handle_list(struct epmd_conn *c, int watch)
         conn_close(c);
         return -1;
     }
-    if (watch) {
-        /* A watcher only listens: it never times out, and any byte it sends ends it. */
-        ev_timer_stop(srv->loop, &c->timer);
-        list_del(&srv->conns, c);
-        list_add(&srv->watchers, c);
-        c->flags |= CONN_WATCH;
-        epmd_log(EPMD_LOG_INFO, "watcher on fd %d", c->fd);
-    }
+    if (!watch)
+        return (c->flags & CONN_LOCAL) ? conn_flush(c) : conn_finish(c);
+    /* A watcher only listens: it never times out, and any byte it sends ends it. */
+    ev_timer_stop(srv->loop, &c->timer);
+    list_del(&srv->conns, c);
+    list_add(&srv->watchers, c);
+    c->flags |= CONN_WATCH;
+    c->watch_slack = c->out_len - c->out_off;
+    epmd_log(EPMD_LOG_INFO, "watcher on fd %d", c->fd);
     return conn_flush(c);
 }
 
@@ -505,7 +545,6 @@ static int is_local_only(uint8_t tag)
     case DIST_EPMD_PORT_PLEASE2_REQ:
     case DIST_EPMD_NAMES_REQ:
     case DIST_EPMD_LIST_REQ:
-    case DIST_EPMD_WATCH_REQ:
         return 0;
     default:
         return 1;
@@ -570,6 +609,7 @@ static int watch_begin(struct epmd_conn *c)
     }
     free(c->in);
     c->in = NULL;
+    ev_io_start(c->srv->loop, &c->rio);
     return 0;
 }
 
@@ -660,7 +700,8 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     c->in_len += (size_t)n;
     ev_timer_again(loop, &c->timer);
     /* Whatever stays open (a registration, a session, a partial request) reads on. */
-    if (conn_process(c) == 0 && !(c->flags & CONN_CLOSING) && !output_pending(c))
+    if (conn_process(c) == 0 && !(c->flags & CONN_CLOSING) &&
+        (!output_pending(c) || (c->flags & (CONN_KEEP | CONN_WATCH))))
         ev_io_start(loop, &c->rio);
 }
 
@@ -686,7 +727,7 @@ static void conn_close(struct epmd_conn *c)
     }
     close(c->fd);
     free(c->in);
-    free(c->out);
+    conn_out_free(c);
     free(c);
 }
 
@@ -776,22 +817,43 @@ static void shed_one(struct epmd_server *srv, int lfd)
     log_refusal(srv, "out of file descriptors");
 }
 
+/* Stop accepting for a moment, so a persistent accept error cannot spin the loop. */
+static void accept_pause(struct epmd_server *srv, int err)
+{
+    epmd_log(EPMD_LOG_ERROR, "accept: %s; pausing for %g s", strerror(err), ACCEPT_BACKOFF);
+    for (int i = 0; i < srv->nlisten; i++)
+        ev_io_stop(srv->loop, &srv->listeners[i]);
+    ev_timer_start(srv->loop, &srv->accept_pause);
+}
+
+static void accept_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct epmd_server *srv = container_of(w, struct epmd_server, accept_pause);
+
+    if (srv->reserve_fd < 0)
+        srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    for (int i = 0; i < srv->nlisten; i++)
+        ev_io_start(loop, &srv->listeners[i]);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct epmd_server *srv = w->data;
 
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
+    /* After KILL, nothing new is served: the loop is ending. */
+    for (int i = 0; i < ACCEPT_BATCH && !srv->killed; i++) {
         struct sockaddr_storage peer;
         socklen_t len = sizeof(peer);
         int fd = accept4(w->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                shed_one(srv, w->fd);
-            else if (errno == EINTR || errno == ECONNABORTED)
+            int err = errno;
+            if (err == EINTR || err == ECONNABORTED)
                 continue;
-            else if (errno != EAGAIN && errno != EWOULDBLOCK)
-                epmd_log(EPMD_LOG_ERROR, "accept: %s", strerror(errno));
+            if ((err == EMFILE || err == ENFILE) && srv->reserve_fd >= 0)
+                shed_one(srv, w->fd);
+            else if (err != EAGAIN && err != EWOULDBLOCK)
+                accept_pause(srv, err);
             return;
         }
         if (srv->conns.count + srv->watchers.count >= srv->max_conns) {
@@ -808,24 +870,44 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct epmd_server *srv = container_of(w, struct epmd_server, sweep);
     size_t n;
 
-    if (epmd_registry_leased_count(srv->reg) == 0)
-        return;
     n = epmd_registry_sweep(srv->reg, now_ms());
+    if (epmd_registry_leased_count(srv->reg) == 0)
+        ev_timer_stop(loop, w);
     if (n > 0)
         epmd_log(EPMD_LOG_INFO, "%zu lease(s) expired", n);
 }
 
 /* ---- Listeners ------------------------------------------------------------------------------ */
 
+static void listen_add(struct epmd_server *srv, int fd)
+{
+    ev_io_init(&srv->listeners[srv->nlisten], accept_cb, fd, EV_READ);
+    srv->listeners[srv->nlisten].data = srv;
+    ev_io_start(srv->loop, &srv->listeners[srv->nlisten]);
+    srv->nlisten++;
+}
+
+/* Whether a listener is bound to this address already (a list may repeat one). */
+static int listen_has(const struct epmd_server *srv, const struct sockaddr *sa, socklen_t len)
+{
+    for (int i = 0; i < srv->nlisten; i++) {
+        struct sockaddr_storage self;
+        socklen_t self_len = sizeof(self);
+
+        if (getsockname(srv->listeners[i].fd, (struct sockaddr *)&self, &self_len) == 0 &&
+            self_len == len && memcmp(&self, sa, len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Bind one listener; 1 when the address is unusable here (no IPv6, say) and was skipped. */
 static int listen_on(struct epmd_server *srv, const char *addr)
 {
     struct addrinfo hints = {0}, *ai;
     char port[8];
-    int fd, one = 1, rc, family;
+    int fd, one = 1, rc;
 
-    if (srv->nlisten >= EPMD_MAX_LISTEN)
-        return -ENOSPC;
     hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE | AI_NUMERICSERV;
     hints.ai_socktype = SOCK_STREAM;
     snprintf(port, sizeof(port), "%u", srv->cfg.port);
@@ -833,39 +915,63 @@ static int listen_on(struct epmd_server *srv, const char *addr)
         epmd_log(EPMD_LOG_ERROR, "cannot parse address '%s'", addr);
         return -EINVAL;
     }
-    family = ai->ai_family;
-    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        rc = errno == EAFNOSUPPORT ? 1 : -errno;
+    if (listen_has(srv, ai->ai_addr, ai->ai_addrlen) || srv->nlisten >= EPMD_MAX_LISTEN) {
+        rc = srv->nlisten >= EPMD_MAX_LISTEN ? -ENOSPC : 0;
         freeaddrinfo(ai);
         return rc;
     }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    rc = bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0 ? 0 : -errno;
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    rc = fd < 0 ? -errno : 0;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0)
+            rc = -errno;
+    }
+    /* A host without IPv6 still serves IPv4. */
+    if ((rc == -EAFNOSUPPORT || rc == -EADDRNOTAVAIL) && ai->ai_family == AF_INET6)
+        rc = 1;
     freeaddrinfo(ai);
     if (rc != 0) {
-        close(fd);
-        if (rc == -EADDRNOTAVAIL && family == AF_INET6)
-            return 1;
+        if (fd >= 0)
+            close(fd);
         return rc;
     }
-    ev_io_init(&srv->listeners[srv->nlisten], accept_cb, fd, EV_READ);
-    srv->listeners[srv->nlisten].data = srv;
-    ev_io_start(srv->loop, &srv->listeners[srv->nlisten]);
-    srv->nlisten++;
+    listen_add(srv, fd);
     epmd_log(EPMD_LOG_DEBUG, "listening on %s port %u", addr, srv->cfg.port);
+    return 0;
+}
+
+/* -systemd: the listening sockets come from socket activation (LISTEN_PID, LISTEN_FDS). */
+static int listen_systemd(struct epmd_server *srv)
+{
+    const char *pid = getenv("LISTEN_PID");
+    const char *fds = getenv("LISTEN_FDS");
+    int n = fds != NULL ? atoi(fds) : 0;
+
+    if (pid == NULL || atol(pid) != (long)getpid() || n <= 0) {
+        epmd_log(EPMD_LOG_ERROR, "-systemd: no sockets passed (LISTEN_PID/LISTEN_FDS)");
+        return -EINVAL;
+    }
+    for (int fd = 3; fd < 3 + n && srv->nlisten < EPMD_MAX_LISTEN; fd++) {
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        listen_add(srv, fd);
+    }
     return 0;
 }
 
 /* Erlang's rule: the wildcards, or the listed addresses plus both loopbacks. */
 static int listen_all(struct epmd_server *srv)
 {
+    static const char *const loopbacks[] = {"127.0.0.1", "::1"};
     char list[1024];
     char *save = NULL;
-    int rc, has4 = 0, has6 = 0;
+    int rc = 0;
 
+    if (srv->cfg.systemd)
+        return listen_systemd(srv);
     if (srv->cfg.addresses == NULL || srv->cfg.addresses[0] == '\0') {
         rc = listen_on(srv, "0.0.0.0");
         if (rc >= 0)
@@ -875,18 +981,12 @@ static int listen_all(struct epmd_server *srv)
     if (strlen(srv->cfg.addresses) >= sizeof(list))
         return -EINVAL;
     strcpy(list, srv->cfg.addresses);
-    for (char *a = strtok_r(list, ", ", &save); a != NULL; a = strtok_r(NULL, ", ", &save)) {
+    for (char *a = strtok_r(list, ", ", &save); a != NULL && rc >= 0;
+         a = strtok_r(NULL, ", ", &save))
         rc = listen_on(srv, a);
-        if (rc < 0)
-            return rc;
-        has4 |= strcmp(a, "127.0.0.1") == 0;
-        has6 |= strcmp(a, "::1") == 0;
-    }
-    if (!has4 && (rc = listen_on(srv, "127.0.0.1")) < 0)
-        return rc;
-    if (!has6 && (rc = listen_on(srv, "::1")) < 0)
-        return rc;
-    return 0;
+    for (size_t i = 0; i < 2 && rc >= 0; i++)
+        rc = listen_on(srv, loopbacks[i]);
+    return rc < 0 ? rc : 0;
 }
 
 struct epmd_server *epmd_server_new(struct ev_loop *loop, const struct epmd_config *cfg, int *err)
@@ -908,7 +1008,7 @@ struct epmd_server *epmd_server_new(struct ev_loop *loop, const struct epmd_conf
     if (rc < 0)
         goto fail;
     ev_timer_init(&srv->sweep, sweep_cb, SWEEP_INTERVAL, SWEEP_INTERVAL);
-    ev_timer_start(loop, &srv->sweep);
+    ev_timer_init(&srv->accept_pause, accept_resume_cb, ACCEPT_BACKOFF, 0.);
     return srv;
 fail:
     epmd_server_free(srv);
@@ -933,6 +1033,7 @@ void epmd_server_free(struct epmd_server *srv)
         close(srv->listeners[i].fd);
     }
     ev_timer_stop(srv->loop, &srv->sweep);
+    ev_timer_stop(srv->loop, &srv->accept_pause);
     if (srv->reserve_fd >= 0)
         close(srv->reserve_fd);
     epmd_registry_free(srv->reg);

@@ -166,7 +166,7 @@ struct dist_epmd_metalist {
 
 /* A leased registration request (LEASE_REQ). */
 struct dist_epmd_lease {
-    struct dist_epmd_node node; /* extra is unused and must be empty */
+    struct dist_epmd_node node; /* extra is ignored: leases carry metadata instead */
     uint32_t lease_ms;          /* requested lease; 0 asks for the daemon's default */
     const uint8_t *token;       /* owner token, 1..DIST_EPMD_MAX_TOKEN bytes */
     size_t token_len;
@@ -221,12 +221,14 @@ DIST_API int dist_epmd_req_length(const uint8_t *hdr);
  *
  * ALIVE2_REQ is checked for structure only (Erlang closes without a reply on those failures);
  * call dist_epmd_name_check() on the name afterwards, since Erlang answers Result=1 when that
- * fails. PORT_PLEASE2_REQ has one trailing NUL stripped from its name, and its name checked.
+ * fails. PORT_PLEASE2_REQ has one trailing NUL stripped from its name, and its name checked
+ * with a limit of 254 characters: Erlang's epmd will not look up a 255-character name.
  *
  * Returns 0, or:
  *   DIST_EBADTAG    unknown or obsolete tag
- *   DIST_EMALFORMED lengths inconsistent with the body, NUL in a name, empty body, a
- *                   STOP_REQ without a name
+ *   DIST_EMALFORMED lengths inconsistent with the body, a NUL in an ALIVE2_REQ name, an
+ *                   empty body, a STOP_REQ without a name (a STOP_REQ name ends at its
+ *                   first NUL, as Erlang compares it as a C string)
  *   DIST_EBADNAME   PORT_PLEASE2_REQ name fails dist_epmd_name_check(); an extension name
  *                   or token that fails its checks
  *   DIST_ELIMIT     extension metadata over its limits
@@ -256,8 +258,9 @@ DIST_API int dist_epmd_meta_next(const uint8_t **cursor, const uint8_t *end,
  * Every builder writes into buf (capacity cap) and returns the number of bytes written, or
  * DIST_ENOBUFS when cap is too small, or DIST_EINVAL when a field is out of range (a name too
  * long for its length field, say). The extension's request builders also refuse, with
- * DIST_EINVAL, what the daemon would refuse: a name failing dist_epmd_name_check() or a token
- * outside 1..DIST_EPMD_MAX_TOKEN bytes. On failure buf may hold partial output.
+ * DIST_EINVAL, a name failing dist_epmd_name_check() or a token outside
+ * 1..DIST_EPMD_MAX_TOKEN bytes; metadata is checked by dist_epmd_meta_put() as it is added.
+ * On failure buf may hold partial output.
  */
 
 /*
@@ -340,7 +343,9 @@ DIST_API int dist_epmd_frame_header(uint8_t *buf, size_t cap, uint8_t tag, size_
 /* ---- EPMD: reply parsers (for clients) -------------------------------------------------------
  *
  * Each returns the number of bytes consumed, DIST_EAGAIN_MORE when @len is not yet a whole
- * reply, or DIST_EMALFORMED. Outputs are written only on success.
+ * reply, or DIST_EMALFORMED. dist_epmd_result_parse() and dist_epmd_entry_parse() read from a
+ * whole frame's body, so a short input is DIST_EMALFORMED for them. Outputs are written only
+ * on success.
  */
 
 /* ALIVE2_RESP or ALIVE2_X_RESP. */

@@ -94,20 +94,28 @@ static size_t utf8_seq(const uint8_t *s, size_t n)
     return len;
 }
 
-int dist_epmd_name_check(const char *name, size_t len)
+/* Characters in a valid name, or 0 when it fails Erlang's checks (the 255 limit aside). */
+static size_t name_chars(const char *name, size_t len)
 {
     const uint8_t *s = (const uint8_t *)name;
     size_t chars = 0;
 
     if (len == 0 || len > DIST_EPMD_MAX_SYMLEN)
-        return DIST_EBADNAME;
-    for (size_t i = 0; i < len;) {
+        return 0;
+    for (size_t i = 0; i < len; chars++) {
         size_t n = s[i] == 0 ? 0 : utf8_seq(s + i, len - i);
-        if (n == 0 || ++chars > DIST_EPMD_MAX_NAME_CHARS)
-            return DIST_EBADNAME;
+        if (n == 0)
+            return 0;
         i += n;
     }
-    return 0;
+    return chars;
+}
+
+int dist_epmd_name_check(const char *name, size_t len)
+{
+    size_t chars = name_chars(name, len);
+
+    return chars == 0 || chars > DIST_EPMD_MAX_NAME_CHARS ? DIST_EBADNAME : 0;
 }
 
 /* ---- Request parsing ------------------------------------------------------------------------ */
@@ -155,10 +163,16 @@ static int parse_alive2(const uint8_t *body, size_t len, struct dist_epmd_node *
 static int parse_port2(const uint8_t *body, size_t len, struct dist_epmd_req *req)
 {
     size_t nlen = len - 1;
+    size_t chars;
 
     if (nlen > 0 && body[len - 1] == 0)
         nlen--;
-    if (dist_epmd_name_check((const char *)body + 1, nlen) != 0)
+    /*
+     * Erlang's epmd counts the terminating NUL as a character here, so it registers a name of
+     * 255 characters but will not look one up. Lookups follow it, to answer alike.
+     */
+    chars = name_chars((const char *)body + 1, nlen);
+    if (chars == 0 || chars > DIST_EPMD_MAX_NAME_CHARS - 1)
         return DIST_EBADNAME;
     req->u.name.name = (const char *)body + 1;
     req->u.name.name_len = nlen;
@@ -370,7 +384,11 @@ int dist_epmd_alive2_req_build(uint8_t *buf, size_t cap, const struct dist_epmd_
 static int name_req_build(uint8_t *buf, size_t cap, uint8_t tag, const char *name, size_t len)
 {
     uint8_t *p;
-    int rc = req_begin(buf, cap, 1 + len, tag, &p);
+    int rc;
+
+    if (len >= UINT16_MAX)
+        return DIST_EINVAL;
+    rc = req_begin(buf, cap, 1 + len, tag, &p);
 
     if (rc < 0)
         return rc;
@@ -500,11 +518,12 @@ static int put_line(uint8_t *buf, size_t cap, const char *pre, const char *name,
                     const char *post, size_t post_len, int nul)
 {
     size_t pre_len = strlen(pre);
-    size_t need = pre_len + name_len + post_len + (nul ? 1 : 0);
+    size_t need;
     uint8_t *p = buf;
 
-    if (need > INT32_MAX)
+    if (name_len > INT32_MAX / 2)
         return DIST_EINVAL;
+    need = pre_len + name_len + post_len + (nul ? 1 : 0);
     if (cap < need)
         return DIST_ENOBUFS;
     p = put_bytes(p, pre, pre_len);
@@ -723,7 +742,7 @@ int dist_epmd_entry_parse(const uint8_t *buf, size_t len, struct dist_epmd_entry
         rd_bytes(&r, nlen, &name) != 0 || rd_u16(&r, &elen) != 0 ||
         rd_bytes(&r, elen, &e.node.extra) != 0 || rd_u16(&r, &mcount) != 0 ||
         rd_u16(&r, &mlen) != 0 || rd_bytes(&r, mlen, &e.meta.meta) != 0)
-        return DIST_EAGAIN_MORE;
+        return DIST_EMALFORMED;
     rc = check_meta(e.meta.meta, mlen, mcount);
     if (rc != 0)
         return DIST_EMALFORMED;

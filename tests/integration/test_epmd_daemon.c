@@ -724,6 +724,85 @@ Test(epmd_daemon, dump_lists_active_and_old_names_each_nul_terminated, .init = s
     assert_healthy();
 }
 
+Test(epmd_daemon, dump_lists_old_names_oldest_first_as_erlang, .init = start_default,
+     .fini = stop_daemon)
+{
+    static const char *const names[] = {"x", "y", "z"};
+    uint8_t reply[512];
+    size_t n;
+    char *text, *px, *py, *pz;
+
+    for (size_t i = 0; i < 3; i++) {
+        int fd = register_node(names[i], (uint16_t)(42000 + i), NULL);
+        close(fd);
+        cr_assert(wait_unregistered(names[i]));
+    }
+    n = tag_req(reply, sizeof(reply) - 1, 'd');
+    assert_port_word(reply, n);
+    for (size_t i = 4; i < n; i++)
+        reply[i] = reply[i] == '\0' ? '|' : reply[i];
+    reply[n] = '\0';
+    text = (char *)reply + 4;
+    px = strstr(text, "<x>");
+    py = strstr(text, "<y>");
+    pz = strstr(text, "<z>");
+    cr_assert(px && py && pz, "DUMP lacks an old name: %s", text);
+    cr_assert(px < py && py < pz, "old names not oldest first: %s", text);
+}
+
+Test(epmd_daemon, a_255_character_name_registers_but_is_not_looked_up, .init = start_default,
+     .fini = stop_daemon)
+{
+    char name[256];
+    uint8_t req[300];
+    int fd, len, q;
+
+    memset(name, 'n', 255);
+    name[255] = '\0';
+    fd = register_node(name, 43000, NULL);
+    name[254] = '\0';
+    cr_assert_eq(is_registered(name), 0, "a 254-character lookup found the 255 one");
+    name[254] = 'n';
+    len = dist_epmd_port2_req_build(req, sizeof(req), name, 255);
+    cr_assert_gt(len, 0);
+    q = dial(d.port);
+    send_raw(q, req, (size_t)len);
+    expect_closed_silently(q, 2000, "PORT_PLEASE2 of a 255-character name (Erlang closes)");
+    close(q);
+    close(fd);
+}
+
+Test(epmd_daemon, a_repeated_listen_address_is_served_once, .fini = stop_daemon)
+{
+    static const char *const flags[] = {"-address", "127.0.0.1,127.0.0.1,::1", NULL};
+
+    daemon_start(&d, flags);
+    cr_assert(daemon_running(&d), "the daemon did not start with a repeated address");
+    cr_assert_eq(is_registered("nobody"), 0);
+}
+
+Test(epmd_daemon, a_watcher_that_closes_after_events_is_noticed, .init = start_default,
+     .fini = stop_daemon)
+{
+    static const uint8_t watch[] = {0x00, 0x01, DIST_EPMD_WATCH_REQ};
+    uint8_t buf[4096];
+    int w = dial(d.port), eof = 0, fds, a;
+    size_t n;
+
+    send_raw(w, watch, sizeof(watch));
+    n = recv_upto(w, buf, 9, &eof);
+    cr_assert_eq(n, 9, "no snapshot");
+    a = register_node("ev", 43001, NULL);
+    n = recv_upto(w, buf, 5, &eof);
+    cr_assert_eq(n, 5, "no event header");
+    fds = daemon_fd_count(&d);
+    close(w);
+    for (int i = 0; i < POLL_TRIES && daemon_fd_count(&d) >= fds; i++)
+        sleep_ms(10);
+    cr_assert_lt(daemon_fd_count(&d), fds, "the daemon kept a closed watcher's socket");
+    close(a);
+}
+
 /* ---- KILL_REQ and STOP_REQ ----------------------------------------------------------------- */
 
 static void expect_daemon_exit_0(const char *why)
