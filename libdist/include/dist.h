@@ -67,6 +67,59 @@ DIST_API const char *dist_strerror(int err);
  */
 DIST_API const char *dist_err_name(int err);
 
+/* ---- PIDs ---------------------------------------------------------------------------------- */
+
+/*
+ * A process identifier that carries its node: {node, id, creation}. node is an index into the
+ * process's interned node table, 0 for the local node; on the wire it travels as the node's
+ * name. id's low 32 bits are Erlang's ID and its high 32 bits Erlang's Serial, so a PID maps
+ * onto NEW_PID_EXT. creation tells incarnations of a node apart: a PID from an earlier
+ * incarnation never reaches a live process. id 0 is no process (DIST_PID_NONE).
+ * A plain value: copy it freely.
+ */
+struct dist_pid {
+    uint64_t id;
+    uint32_t node;
+    uint32_t creation;
+};
+
+#define DIST_PID_NONE ((struct dist_pid){0, 0, 0})
+
+/* Longest formatted PID, NUL included: "<4294967295.4294967295.4294967295>". */
+#define DIST_PID_STRLEN 36
+
+/* Non-zero when @pid names no process. */
+static inline int dist_pid_is_none(struct dist_pid pid)
+{
+    return pid.id == 0;
+}
+
+/* Non-zero when @a and @b are the same process of the same incarnation. */
+static inline int dist_pid_eq(struct dist_pid a, struct dist_pid b)
+{
+    return a.id == b.id && a.node == b.node && a.creation == b.creation;
+}
+
+/* Total order (node, creation, id): negative, 0 or positive, like strcmp. */
+DIST_API int dist_pid_cmp(struct dist_pid a, struct dist_pid b);
+
+/* A well-mixed 64-bit hash of all three fields. */
+DIST_API uint64_t dist_pid_hash(struct dist_pid pid);
+
+/*
+ * dist_pid_format: write "<N.ID.SERIAL>" and a NUL into @buf, as Erlang displays a PID
+ * (N = node index, ID = low 32 bits of id, SERIAL = high 32 bits). The creation is not shown.
+ * Returns the length without the NUL, or DIST_ENOBUFS when @cap is too small
+ * (DIST_PID_STRLEN always suffices).
+ */
+DIST_API int dist_pid_format(char *buf, size_t cap, struct dist_pid pid);
+
+/*
+ * dist_pid_parse: read "<N.ID.SERIAL>" (decimal, each part fitting 32 bits, nothing around it)
+ * into @out with the given @creation. Returns 0, or DIST_EINVAL with @out untouched.
+ */
+DIST_API int dist_pid_parse(const char *s, uint32_t creation, struct dist_pid *out);
+
 /* ---- EPMD: constants ---------------------------------------------------------------------- */
 
 #define DIST_EPMD_PORT 4369

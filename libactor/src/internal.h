@@ -1,0 +1,233 @@
+/*
+ * internal.h: libactor's struct bodies and the functions its files share.
+ *
+ * The model, in brief:
+ *
+ *   sender --push--> [actor mailbox: lock-free MPSC] --(first message: IDLE->SCHEDULED)--+
+ *                                                                                         |
+ *   scheduler thread: local FIFO of ready actors <-- inbox (MPSC, from other threads) <---+
+ *        runs each ready actor for up to ACTOR_BATCH messages, then the next one
+ *
+ * Every interaction between actors is an envelope in the target's mailbox: user messages and
+ * signals alike (link, exit, monitor, down...). An actor's own state is touched only by its
+ * home scheduler's thread, so it needs no lock. A sender reaches the target through the
+ * process table: actors live in type-stable slots (never freed while the system lives), and
+ * each slot has a gate word (generation | closed | senders in flight) that a sender enters
+ * with one CAS, so a dying actor can wait out the senders already inside before it recycles
+ * its slot.
+ */
+#ifndef ACTOR_INTERNAL_H
+#define ACTOR_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "actor.h"
+
+#define ACTOR_BATCH    64 /* messages an actor handles before the next one runs */
+#define CHUNK_BITS     12 /* actors per table chunk: 4096 */
+#define CHUNK_SIZE     (1u << CHUNK_BITS)
+#define MAX_CHUNKS     (1u << 16)
+#define MAX_SCHEDULERS 64
+#define EV_POLL_EVERY  256 /* dispatches between non-blocking timer/IO polls */
+
+/* ---- Lock-free MPSC queue (Vyukov): many pushers, one popper ------------------------------ */
+
+struct mpsc_node {
+    _Atomic(struct mpsc_node *) next;
+};
+
+struct mpsc {
+    struct mpsc_node *head;           /* popper's end */
+    _Atomic(struct mpsc_node *) tail; /* pushers' end */
+    struct mpsc_node stub;
+};
+
+void actor__mpsc_init(struct mpsc *q);
+void actor__mpsc_push(struct mpsc *q, struct mpsc_node *n);
+/* NULL when empty, or when a push is half done (the caller retries later). */
+struct mpsc_node *actor__mpsc_pop(struct mpsc *q);
+int actor__mpsc_maybe_nonempty(struct mpsc *q);
+
+/* ---- Envelopes ------------------------------------------------------------------------------- */
+
+enum env_kind {
+    ENV_USER,
+    ENV_CALL,
+    ENV_REPLY,
+    ENV_EXIT, /* an exit signal: from, reason */
+    ENV_LINK,
+    ENV_UNLINK,
+    ENV_MONITOR,      /* from monitors us with ref */
+    ENV_DEMONITOR,    /* ref */
+    ENV_DOWN,         /* ref, from ended with reason */
+    ENV_TIMER,        /* tag timer fired: ref = timer id, tag */
+    ENV_CALL_TIMEOUT, /* ref = call ref */
+};
+
+struct envelope {
+    struct mpsc_node node; /* first: the mailbox links envelopes through it */
+    uint8_t kind;
+    int reason;
+    struct dist_pid from;
+    const struct actor_type *type;
+    void *payload;
+    size_t size;
+    uint64_t ref;
+    uint64_t tag;
+};
+
+/* ---- Actors ---------------------------------------------------------------------------------- */
+
+/* gate word: generation in the high 32 bits, GATE_CLOSED, senders in flight below. */
+#define GATE_CLOSED  (1ull << 31)
+#define GATE_SENDERS (GATE_CLOSED - 1)
+
+#define AF_TRAP_EXIT (1u << 0) /* exit signals become messages */
+#define AF_NEED_INIT (1u << 1) /* init has not run yet */
+#define AF_EXITING   (1u << 2) /* actor_exit() was called, or a signal killed it */
+#define AF_PROXY     (1u << 3) /* stands in for a thread in actor_call_wait() */
+#define AF_LIVE      (1u << 4) /* spawned and not yet dead (for listing) */
+
+enum { RUN_IDLE = 0, RUN_QUEUED = 1 };
+
+struct actor_ext; /* links, monitors, timers, calls: allocated on first use */
+
+struct actor {
+    struct mpsc mailbox;
+    struct mpsc_node rq; /* link in a scheduler's ready queue or inbox */
+    _Atomic uint64_t gate;
+    _Atomic uint32_t sched; /* RUN_* */
+    _Atomic uint32_t depth; /* messages waiting */
+    uint32_t slot;
+    uint32_t flags; /* AF_*, owned by the home thread */
+    uint32_t mailbox_max;
+    int exit_reason;
+    struct scheduler *home;
+    const struct actor_behaviour *behaviour;
+    void *state;
+    void *arg;
+    _Atomic uint64_t handled;
+    const char *name; /* registered name; guarded by the name table's lock */
+    struct actor_ext *ext;
+    struct actor *free_next; /* in a free list, while the slot is unused */
+};
+
+struct link_set {
+    struct dist_pid *pids;
+    size_t n, cap;
+};
+
+struct mon {
+    uint64_t ref;
+    struct dist_pid pid;
+};
+
+struct mon_set {
+    struct mon *v;
+    size_t n, cap;
+};
+
+struct timer;
+struct pending_call;
+
+struct actor_ext {
+    struct link_set links;
+    struct mon_set monitoring;   /* monitors this actor holds: ref -> target */
+    struct mon_set monitored_by; /* monitors on this actor: ref -> watcher */
+    struct timer *timers;
+    struct pending_call *calls;
+    /* proxies only: the waiting thread */
+    pthread_mutex_t *lock;
+    pthread_cond_t *cond;
+};
+
+/* ---- Schedulers and the system ------------------------------------------------------------ */
+
+struct scheduler {
+    struct actor_system *sys;
+    unsigned index;
+    pthread_t thread;
+    struct ev_loop *loop;
+    ev_async wake;
+    _Atomic int sleeping;
+    struct mpsc inbox;                         /* actors made ready by other threads */
+    struct mpsc_node *ready_head, *ready_tail; /* local FIFO of ready actors */
+    struct actor *free_slots;                  /* slots this thread may reuse without a lock */
+    unsigned dispatches;
+    _Atomic uint64_t delivered;
+    _Atomic uint64_t spawned;
+    _Atomic uint64_t exited;
+};
+
+struct name_entry;
+
+struct actor_system {
+    struct actor_system_opts opts;
+    unsigned nsched;
+    struct scheduler *scheds;
+    _Atomic int running;
+    _Atomic int stopping;
+    _Atomic(struct actor *) chunks[MAX_CHUNKS];
+    _Atomic uint32_t nchunks;
+    pthread_mutex_t table_lock; /* chunk growth and the shared free list */
+    struct actor *free_slots;   /* for threads that are not schedulers */
+    _Atomic uint64_t next_ref;
+    _Atomic unsigned rr; /* round-robin home for spawns from outside */
+    _Atomic uint64_t outside_spawned, outside_exited, restarts;
+    pthread_mutex_t names_lock;
+    struct name_entry **names;
+    size_t names_mask, names_count;
+};
+
+/* The scheduler and actor the calling thread is running, or NULL. */
+extern _Thread_local struct scheduler *actor__tls_sched;
+extern _Thread_local struct actor *actor__tls_actor;
+
+/* actor.c */
+struct actor *actor__lookup(struct actor_system *sys, struct dist_pid pid);
+int actor__deliver(struct actor_system *sys, struct dist_pid to, struct envelope *env, int bounded);
+int actor__signal(struct actor_system *sys, struct dist_pid to, enum env_kind kind,
+                  struct dist_pid from, int reason, uint64_t ref);
+struct envelope *actor__env_new(enum env_kind kind, struct dist_pid from);
+void actor__env_free(struct envelope *env);
+void actor__run(struct scheduler *s, struct actor *a);
+struct dist_pid actor__pid(struct actor_system *sys, const struct actor *a);
+struct actor_ext *actor__ext(struct actor *a);
+struct actor *actor__slot_alloc(struct actor_system *sys);
+void actor__slot_release(struct actor_system *sys, struct actor *a);
+uint64_t actor__ref_new(struct actor_system *sys);
+void actor__mon_add(struct mon_set *set, uint64_t ref, struct dist_pid pid);
+void actor__links_add(struct link_set *l, struct dist_pid pid);
+int actor__links_remove(struct link_set *l, struct dist_pid pid);
+int actor__mon_take(struct mon_set *set, uint64_t ref, struct dist_pid *pid);
+
+/* system.c */
+void actor__schedule(struct actor *a);
+void actor__log(struct actor_system *sys, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* names.c */
+void actor__names_release(struct actor_system *sys, struct actor *a);
+int actor__names_insert(struct actor_system *sys, const char *name, struct actor *a,
+                        struct dist_pid pid);
+void actor__names_free(struct actor_system *sys);
+
+/* timer.c */
+void actor__timers_cancel_all(struct actor *a);
+int actor__timer_fired(struct actor *a, uint64_t id);
+
+/* call.c */
+int actor__call_reply(struct actor *a, struct envelope *env);
+/* A call settled by @err (its continuation's result in *rc); 0 if @ref is no pending call. */
+int actor__call_failed(struct actor *a, uint64_t ref, int err, int *rc);
+void actor__calls_drop(struct actor *a);
+void actor__proxy_wake(struct actor *a);
+
+/* supervisor.c */
+void actor__stats_restart(struct actor_system *sys);
+
+#endif /* ACTOR_INTERNAL_H */
