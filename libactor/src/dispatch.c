@@ -348,13 +348,14 @@ void actor__run(struct scheduler *s, struct actor *a)
         struct mpsc_node *n = actor__mpsc_pop(&a->mailbox);
         if (n == NULL)
             break;
-        atomic_fetch_sub_explicit(&a->depth, 1, memory_order_relaxed);
         rc = process(a, (struct envelope *)n);
         actor__env_free((struct envelope *)n);
         done++;
         if (rc != 0)
             actor_exit(a, rc);
     }
+    /* One atomic per batch, not per message. */
+    atomic_fetch_sub_explicit(&a->depth, (uint32_t)done, memory_order_relaxed);
     atomic_store_explicit(&a->handled,
                           atomic_load_explicit(&a->handled, memory_order_relaxed) + done,
                           memory_order_relaxed);
