@@ -124,7 +124,7 @@ void actor__schedule(struct actor *a)
 {
     struct scheduler *home = a->home;
 
-    if (a->flags & AF_PROXY) {
+    if (home == NULL) { /* a proxy: a thread waits in actor_call_wait() */
         actor__proxy_wake(a);
         return;
     }
@@ -133,6 +133,8 @@ void actor__schedule(struct actor *a)
         return;
     }
     actor__mpsc_push(&home->inbox, &a->rq);
+    /* Pairs with the fence in idle(): either we see it asleep, or it sees our push. */
+    atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load(&home->sleeping))
         ev_async_send(home->loop, &home->wake);
 }
@@ -158,6 +160,7 @@ static void idle(struct scheduler *s)
         __builtin_ia32_pause();
     }
     atomic_store(&s->sleeping, 1);
+    atomic_thread_fence(memory_order_seq_cst);
     if (!actor__mpsc_maybe_nonempty(&s->inbox) && !atomic_load(&s->sys->stopping))
         ev_run(s->loop, EVRUN_ONCE);
     atomic_store(&s->sleeping, 0);
