@@ -127,12 +127,26 @@ uint64_t actor__ref_new(struct actor_system *sys)
 
 /* ---- Envelopes and delivery ----------------------------------------------------------------- */
 
+/*
+ * Envelopes are recycled through a cache per scheduler thread: a send and its delivery then
+ * cost no malloc() in the steady state. Other threads use malloc() directly.
+ */
+#define ENV_CACHE_MAX 4096
+
 struct envelope *actor__env_new(enum env_kind kind, struct dist_pid from)
 {
-    struct envelope *env = malloc(sizeof(*env));
+    struct scheduler *s = actor__tls_sched;
+    struct envelope *env;
 
-    if (env == NULL)
-        return NULL;
+    if (s != NULL && s->env_cache != NULL) {
+        env = s->env_cache;
+        s->env_cache = env->payload;
+        s->env_cached--;
+    } else {
+        env = malloc(sizeof(*env));
+        if (env == NULL)
+            return NULL;
+    }
     env->kind = (uint8_t)kind;
     env->reason = 0;
     env->from = from;
@@ -146,8 +160,16 @@ struct envelope *actor__env_new(enum env_kind kind, struct dist_pid from)
 
 void actor__env_free(struct envelope *env)
 {
+    struct scheduler *s = actor__tls_sched;
+
     if (env->payload != NULL)
         actor_payload_free(env->type, env->payload);
+    if (s != NULL && s->env_cached < ENV_CACHE_MAX) {
+        env->payload = s->env_cache;
+        s->env_cache = env;
+        s->env_cached++;
+        return;
+    }
     free(env);
 }
 

@@ -158,6 +158,8 @@ struct scheduler {
     struct mpsc_node *ready_head, *ready_tail; /* local FIFO of ready actors */
     struct actor *free_slots;                  /* slots this thread may reuse without a lock */
     unsigned dispatches;
+    struct envelope *env_cache; /* recycled envelopes, linked through their payload */
+    unsigned env_cached;
     _Atomic uint64_t delivered;
     _Atomic uint64_t spawned;
     _Atomic uint64_t exited;

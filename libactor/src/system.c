@@ -347,6 +347,11 @@ void actor_system_free(struct actor_system *sys)
             ev_async_stop(s->loop, &s->wake);
             ev_loop_destroy(s->loop);
         }
+        while (s->env_cache != NULL) {
+            struct envelope *env = s->env_cache;
+            s->env_cache = env->payload;
+            free(env);
+        }
     }
     for (uint32_t c = 0; c < atomic_load(&sys->nchunks); c++) {
         struct actor *chunk = atomic_load(&sys->chunks[c]);
