@@ -36,7 +36,7 @@ void actor__mpsc_push(struct mpsc *q, struct mpsc_node *n)
     struct mpsc_node *prev;
 
     atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
-    prev = atomic_exchange_explicit(&q->tail, n, memory_order_acq_rel);
+    prev = atomic_exchange_explicit(&q->tail, n, memory_order_seq_cst);
     atomic_store_explicit(&prev->next, n, memory_order_release);
 }
 
@@ -71,9 +71,9 @@ int actor__mpsc_maybe_nonempty(struct mpsc *q)
 {
     struct mpsc_node *head = q->head;
 
-    if (atomic_load_explicit(&head->next, memory_order_acquire) != NULL)
+    if (atomic_load_explicit(&head->next, memory_order_seq_cst) != NULL)
         return 1;
-    return head != &q->stub || atomic_load_explicit(&q->tail, memory_order_acquire) != head;
+    return head != &q->stub || atomic_load_explicit(&q->tail, memory_order_seq_cst) != head;
 }
 
 /* ---- Logging ------------------------------------------------------------------------------- */
@@ -133,8 +133,10 @@ void actor__schedule(struct actor *a)
         return;
     }
     actor__mpsc_push(&home->inbox, &a->rq);
-    /* Pairs with the fence in idle(): either we see it asleep, or it sees our push. */
-    atomic_thread_fence(memory_order_seq_cst);
+    /*
+     * The push (a seq_cst exchange) and this seq_cst load pair with idle()'s store and
+     * re-check: either we see the scheduler asleep, or it sees our push.
+     */
     if (atomic_load(&home->sleeping))
         ev_async_send(home->loop, &home->wake);
 }
@@ -160,7 +162,6 @@ static void idle(struct scheduler *s)
         __builtin_ia32_pause();
     }
     atomic_store(&s->sleeping, 1);
-    atomic_thread_fence(memory_order_seq_cst);
     if (!actor__mpsc_maybe_nonempty(&s->inbox) && !atomic_load(&s->sys->stopping))
         ev_run(s->loop, EVRUN_ONCE);
     atomic_store(&s->sleeping, 0);
