@@ -344,8 +344,10 @@ ACTOR_API int actor_call(struct actor *self, struct dist_pid to, const struct ac
 
 /*
  * actor_call_wait: the same from a thread that is not a scheduler, blocking up to @timeout
- * seconds. On 0, *reply is the reply: free it with actor_msg_free(). Returns 0,
- * ACTOR_ETIMEDOUT, ACTOR_ENOPROC, or ACTOR_EINVAL (called on a scheduler thread).
+ * seconds. The payload is taken whatever the outcome (freed if it was never delivered), so
+ * the caller never has to guess. On 0, *reply is the reply: free it with actor_msg_free().
+ * Returns 0, ACTOR_ETIMEDOUT, ACTOR_ENOPROC, ACTOR_ENOMEM, or ACTOR_EINVAL (bad arguments or
+ * called on a scheduler thread; the payload is then left to the caller).
  */
 ACTOR_API int actor_call_wait(struct actor_system *sys, struct dist_pid to,
                               const struct actor_type *type, void *payload, size_t size,
@@ -398,10 +400,17 @@ struct actor_sup_opts {
 
 /*
  * actor_supervisor_start: spawn a supervisor (linked to @parent when it is non-NULL, so trees
- * nest) that starts @children in order. For ACTOR_SIMPLE_ONE_FOR_ONE, @children is one
- * template and no child starts until actor_supervisor_add(). The supervisor copies the specs.
- * On shutdown it stops its children in reverse start order, each within its timeout.
- * Returns 0 with *pid set, or the error of the child that failed to start.
+ * nest: a child behaviour whose init calls this with its own @self becomes a subtree) that
+ * starts @children in order. For ACTOR_SIMPLE_ONE_FOR_ONE, @children is one template and no
+ * child starts until actor_supervisor_add(). The supervisor copies the specs. On shutdown it
+ * stops its children in reverse start order: ACTOR_SHUTDOWN, then ACTOR_KILL after the child's
+ * shutdown_timeout (0: kill at once; negative: wait forever). Past its restart intensity it
+ * stops its children the same way and exits with ACTOR_SHUTDOWN.
+ * From outside any actor it waits for the children to start and returns the first child's
+ * start error; with @parent it returns once the supervisor is spawned, and a start failure
+ * reaches @parent as an exit signal.
+ * Returns 0 with *pid set, a child's start error, ACTOR_EINVAL, ACTOR_ENOMEM or
+ * ACTOR_ESTOPPED.
  */
 ACTOR_API int actor_supervisor_start(struct actor_system *sys, struct actor *parent,
                                      const struct actor_sup_opts *opts,

@@ -393,7 +393,7 @@ int actor_link(struct actor *self, struct dist_pid other)
     if (actor__signal(sys, other, ENV_LINK, me, 0, 0) != 0) {
         actor__links_remove(&ext->links, other);
         /* Linking to the dead: an exit signal noproc, as Erlang sends. */
-        actor__signal(sys, me, ENV_EXIT, other, ACTOR_NOPROC, 0);
+        actor__signal(sys, me, ENV_LINK_EXIT, other, ACTOR_NOPROC, 0);
     }
     return 0;
 }

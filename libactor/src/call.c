@@ -297,13 +297,17 @@ int actor_call_wait(struct actor_system *sys, struct dist_pid to, const struct a
     if (sys == NULL || type == NULL || reply == NULL || timeout < 0. || actor__tls_sched != NULL)
         return ACTOR_EINVAL;
     p = proxy_open(sys, &w);
-    if (p == NULL)
+    if (p == NULL) {
+        actor_payload_free(type, payload);
         return ACTOR_ENOMEM;
+    }
     me = actor__pid(sys, p);
     ref = actor__ref_new(sys);
     rc = actor__signal(sys, to, ENV_MONITOR, me, 0, ref);
     if (rc == 0)
         rc = send_request(sys, me, to, ref, type, payload, size);
+    if (rc != 0)
+        actor_payload_free(type, payload); /* taken in every case, as documented */
     if (rc == 0) {
         clock_gettime(CLOCK_MONOTONIC, &deadline);
         deadline.tv_sec += (time_t)timeout;

@@ -88,6 +88,7 @@ int actor_spawn(struct actor_system *sys, struct actor *parent,
     a->arg = arg;
     a->state = NULL;
     a->flags = AF_NEED_INIT | AF_LIVE;
+    a->root = parent == NULL && actor__tls_actor == NULL;
     a->exit_reason = 0;
     a->mailbox_max = (uint32_t)(opts->mailbox_max > UINT32_MAX ? UINT32_MAX : opts->mailbox_max);
     atomic_store_explicit(&a->handled, 0, memory_order_relaxed);
@@ -141,7 +142,7 @@ static void drain_dead(struct actor_system *sys, struct actor *a, struct dist_pi
             continue; /* a push finishing: the gate is closed, so it is the last ones */
         struct envelope *env = (struct envelope *)n;
         if (env->kind == ENV_LINK)
-            actor__signal(sys, env->from, ENV_EXIT, me, ACTOR_NOPROC, 0);
+            actor__signal(sys, env->from, ENV_LINK_EXIT, me, ACTOR_NOPROC, 0);
         else if (env->kind == ENV_MONITOR)
             actor__signal(sys, env->from, ENV_DOWN, me, ACTOR_NOPROC, env->ref);
         actor__env_free(env);
@@ -158,7 +159,7 @@ static void notify_bonds(struct actor_system *sys, struct actor *a, struct dist_
     if (ext == NULL)
         return;
     for (size_t i = 0; i < ext->links.n; i++)
-        actor__signal(sys, ext->links.pids[i], ENV_EXIT, me, link_reason, 0);
+        actor__signal(sys, ext->links.pids[i], ENV_LINK_EXIT, me, link_reason, 0);
     for (size_t i = 0; i < ext->monitored_by.n; i++)
         actor__signal(sys, ext->monitored_by.v[i].pid, ENV_DOWN, me, link_reason,
                       ext->monitored_by.v[i].ref);
@@ -189,11 +190,12 @@ static void die(struct scheduler *s, struct actor *a, int reason)
         a->behaviour->terminate(a, a->state, reason);
     actor__tls_actor = NULL;
     gate_close(a);
+    /* The name goes first, so whoever hears of the death can reuse it at once. */
+    actor__names_release(sys, a);
     drain_dead(sys, a, me);
     notify_bonds(sys, a, me, reason);
     actor__timers_cancel_all(a);
     actor__calls_drop(a);
-    actor__names_release(sys, a);
     ext_free(a);
     a->flags = 0;
     a->state = NULL;
@@ -230,9 +232,10 @@ static int on_exit_signal(struct actor *a, struct envelope *env)
 {
     struct actor_msg msg;
 
-    if (a->ext != NULL)
+    /* Only a linked actor's death ends the link; exit/2 from a live one does not. */
+    if (env->kind == ENV_LINK_EXIT && a->ext != NULL)
         actor__links_remove(&a->ext->links, env->from);
-    if (env->reason == ACTOR_KILL) {
+    if (env->kind == ENV_EXIT && env->reason == ACTOR_KILL) {
         actor_exit(a, ACTOR_KILLED);
         return 0;
     }
@@ -285,6 +288,7 @@ static int process(struct actor *a, struct envelope *env)
         actor__call_failed(a, env->ref, ACTOR_ETIMEDOUT, &rc);
         break;
     case ENV_EXIT:
+    case ENV_LINK_EXIT:
         rc = on_exit_signal(a, env);
         break;
     case ENV_LINK:

@@ -58,7 +58,8 @@ enum env_kind {
     ENV_USER,
     ENV_CALL,
     ENV_REPLY,
-    ENV_EXIT, /* an exit signal: from, reason */
+    ENV_EXIT,      /* an exit signal (actor_exit_signal): from, reason */
+    ENV_LINK_EXIT, /* a linked actor ended (or was never there): from, reason */
     ENV_LINK,
     ENV_UNLINK,
     ENV_MONITOR,      /* from monitors us with ref */
@@ -105,6 +106,7 @@ struct actor {
     uint32_t slot;
     uint32_t flags; /* AF_*, owned by the home thread */
     uint32_t mailbox_max;
+    uint32_t root; /* spawned from outside any actor: shutdown signals it first */
     int exit_reason;
     struct scheduler *home;
     const struct actor_behaviour *behaviour;

@@ -264,16 +264,11 @@ int actor_system_start(struct actor_system *sys)
     return 0;
 }
 
-static uint64_t alive_count(struct actor_system *sys)
-{
-    struct actor_stats st;
-
-    actor_system_stats(sys, &st);
-    return st.alive;
-}
-
-/* Signal every live actor with @reason; returns how many were signalled. */
-static size_t signal_all(struct actor_system *sys, int reason)
+/*
+ * Signal live actors with @reason -- only those spawned from outside any actor when
+ * @roots_only -- and return how many there were.
+ */
+static size_t signal_live(struct actor_system *sys, int reason, int roots_only)
 {
     uint32_t n = atomic_load(&sys->nchunks);
     size_t count = 0;
@@ -283,11 +278,9 @@ static size_t signal_all(struct actor_system *sys, int reason)
         for (uint32_t i = 0; i < CHUNK_SIZE; i++) {
             struct actor *a = &chunk[i];
             uint64_t gate = atomic_load(&a->gate);
-            struct dist_pid pid;
-            if (gate & GATE_CLOSED)
+            if ((gate & GATE_CLOSED) || a->home == NULL || (roots_only && !a->root))
                 continue;
-            pid = actor__pid(sys, a);
-            if (actor_exit_signal(sys, pid, reason) == 0)
+            if (reason == 0 || actor_exit_signal(sys, actor__pid(sys, a), reason) == 0)
                 count++;
         }
     }
@@ -301,31 +294,36 @@ static void sleep_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
-/* Wait up to @timeout seconds for every actor to end. Returns 1 if they did. */
-static int wait_all_dead(struct actor_system *sys, double timeout)
+/* Wait up to @ms for the (root) actors to end. Returns 1 if they did. */
+static int wait_dead(struct actor_system *sys, long ms, int roots_only)
 {
-    long rounds = (long)(timeout * 1000.0);
-
-    for (long i = 0; i <= rounds; i++) {
-        if (alive_count(sys) == 0)
+    for (long i = 0; i < ms; i++) {
+        if (signal_live(sys, 0, roots_only) == 0)
             return 1;
         sleep_ms(1);
     }
-    return alive_count(sys) == 0;
+    return signal_live(sys, 0, roots_only) == 0;
 }
 
+/*
+ * Stop top-down: first the actors spawned from outside (supervision trees stop their
+ * children in order), then whatever is left, then kill what outlives the timeout.
+ */
 int actor_system_shutdown(struct actor_system *sys, double timeout)
 {
+    long budget = (long)(timeout * 1000.0);
     int rc = 0;
 
     if (sys == NULL || !atomic_load(&sys->running) || actor__tls_sched != NULL)
         return ACTOR_EINVAL;
-    signal_all(sys, ACTOR_SHUTDOWN);
-    if (!wait_all_dead(sys, timeout)) {
+    signal_live(sys, ACTOR_SHUTDOWN, 1);
+    wait_dead(sys, budget, 1);
+    signal_live(sys, ACTOR_SHUTDOWN, 0);
+    if (!wait_dead(sys, budget, 0)) {
         actor__log(sys, 1, "shutdown: killing actors still alive after %.3f s", timeout);
         rc = ACTOR_ETIMEDOUT;
-        signal_all(sys, ACTOR_KILL);
-        wait_all_dead(sys, 10.0);
+        signal_live(sys, ACTOR_KILL, 0);
+        wait_dead(sys, 10000, 0);
     }
     atomic_store(&sys->stopping, 1);
     for (unsigned i = 0; i < sys->nsched; i++)
