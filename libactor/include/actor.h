@@ -267,7 +267,7 @@ ACTOR_API int actor_kill(struct actor_system *sys, struct dist_pid to);
 /*
  * Link the running actor and @other: when either ends, the other gets an exit signal with
  * its reason. Linking to a dead actor sends the running one an exit signal with
- * ACTOR_NOPROC. Returns 0 or ACTOR_EINVAL.
+ * ACTOR_NOPROC. Returns 0, or ACTOR_EINVAL for DIST_PID_NONE.
  */
 ACTOR_API int actor_link(struct actor *self, struct dist_pid other);
 ACTOR_API int actor_unlink(struct actor *self, struct dist_pid other);
@@ -277,15 +277,16 @@ ACTOR_API void actor_trap_exit(struct actor *self, int on);
 
 /*
  * Monitor @target: when it ends, the running actor gets an ACTOR_MSG_DOWN with @ref and the
- * reason; a target already dead gives one at once with ACTOR_NOPROC. Returns 0.
+ * reason; a target already dead gives one at once with ACTOR_NOPROC. Returns 0, or
+ * ACTOR_EINVAL for DIST_PID_NONE.
  */
 ACTOR_API int actor_monitor(struct actor *self, struct dist_pid target, struct actor_ref *ref);
 
 #define ACTOR_DEMONITOR_FLUSH (1u << 0) /* also drop a DOWN for @ref already in the mailbox */
 
 /*
- * Stop a monitor. A DOWN for it that is already in the mailbox is dropped too, so after this
- * no DOWN for @ref is delivered (ACTOR_DEMONITOR_FLUSH is therefore always in effect).
+ * Stop a monitor. As in Erlang, a DOWN for it already in the mailbox is still delivered unless
+ * ACTOR_DEMONITOR_FLUSH is given; one that has not arrived yet never is.
  * Returns 0, or ACTOR_EINVAL for an unknown reference.
  */
 ACTOR_API int actor_demonitor(struct actor *self, struct actor_ref ref, unsigned flags);

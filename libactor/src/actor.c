@@ -227,13 +227,12 @@ int actor__deliver(struct actor_system *sys, struct dist_pid to, struct envelope
     local = a->home == actor__tls_sched && a->home != NULL;
     if (!local && gate_enter(a, to.id >> 32) != 0)
         return ACTOR_ENOPROC;
-    if (bounded && a->mailbox_max != 0 &&
-        atomic_load_explicit(&a->depth, memory_order_relaxed) >= a->mailbox_max) {
+    if (bounded && a->mailbox_max != 0 && ACTOR_DEPTH(a) >= a->mailbox_max) {
         if (!local)
             gate_leave(a);
         return ACTOR_EBUSY;
     }
-    atomic_fetch_add_explicit(&a->depth, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->pushed, 1, memory_order_relaxed);
     actor__mpsc_push(&a->mailbox, &env->node);
     wake_actor(a);
     if (!local)
@@ -387,14 +386,14 @@ int actor_link(struct actor *self, struct dist_pid other)
     struct dist_pid me = actor__pid(sys, self);
     struct actor_ext *ext = actor__ext(self);
 
+    if (dist_pid_is_none(other))
+        return ACTOR_EINVAL;
     if (ext == NULL || dist_pid_eq(other, me))
         return ext == NULL ? ACTOR_ENOMEM : 0;
     actor__links_add(&ext->links, other);
-    if (actor__signal(sys, other, ENV_LINK, me, 0, 0) != 0) {
-        actor__links_remove(&ext->links, other);
-        /* Linking to the dead: an exit signal noproc, as Erlang sends. */
+    /* Linking to the dead: an exit signal noproc, as Erlang sends; it ends the link. */
+    if (actor__signal(sys, other, ENV_LINK, me, 0, 0) != 0)
         actor__signal(sys, me, ENV_LINK_EXIT, other, ACTOR_NOPROC, 0);
-    }
     return 0;
 }
 
@@ -422,6 +421,8 @@ int actor_monitor(struct actor *self, struct dist_pid target, struct actor_ref *
     struct dist_pid me = actor__pid(sys, self);
     uint64_t r = actor__ref_new(sys);
 
+    if (dist_pid_is_none(target))
+        return ACTOR_EINVAL;
     if (ext == NULL)
         return ACTOR_ENOMEM;
     actor__mon_add(&ext->monitoring, r, target);
@@ -432,18 +433,37 @@ int actor_monitor(struct actor *self, struct dist_pid target, struct actor_ref *
     return 0;
 }
 
+/*
+ * The DOWN for @ref already in the mailbox, if any. Only the owner pops, and senders only
+ * append, so the owner may walk its own queue; a DOWN still being pushed is not seen, and
+ * counts as arriving after the demonitor.
+ */
+static struct envelope *pending_down(struct actor *self, uint64_t ref)
+{
+    struct mpsc_node *n = self->mailbox.head;
+
+    for (; n != NULL; n = atomic_load_explicit(&n->next, memory_order_acquire)) {
+        struct envelope *env = (struct envelope *)n;
+        if (n != &self->mailbox.stub && env->kind == ENV_DOWN && env->ref == ref)
+            return env;
+    }
+    return NULL;
+}
+
 int actor_demonitor(struct actor *self, struct actor_ref ref, unsigned flags)
 {
     struct actor_system *sys = self->home->sys;
     struct dist_pid target;
+    struct envelope *down;
 
     if (self->ext == NULL || !actor__mon_take(&self->ext->monitoring, ref.id, &target))
         return ACTOR_EINVAL;
-    /*
-     * A DOWN for a monitor that is gone is dropped when it is dequeued, so one already in
-     * the mailbox is never delivered: ACTOR_DEMONITOR_FLUSH holds whether asked or not.
-     */
     actor__signal(sys, target, ENV_DEMONITOR, actor__pid(sys, self), 0, ref.id);
+    down = pending_down(self, ref.id);
+    if (down != NULL && (flags & ACTOR_DEMONITOR_FLUSH))
+        down->kind = ENV_NOOP;
+    else if (down != NULL)
+        actor__mon_add(&self->ext->monitoring, ref.id, target); /* it is delivered, as Erlang */
     return 0;
 }
 

@@ -230,7 +230,8 @@ static void proxy_close(struct actor_system *sys, struct actor *p, struct proxy_
         if (n != NULL)
             actor__env_free((struct envelope *)n);
     }
-    atomic_store(&p->depth, 0);
+    atomic_store(&p->pushed, 0);
+    atomic_store(&p->popped, 0);
     atomic_store(&p->gate, (((gate >> 32) + 1) << 32) | GATE_CLOSED);
     free(p->ext);
     p->ext = NULL;

@@ -92,13 +92,15 @@ int actor_spawn(struct actor_system *sys, struct actor *parent,
     a->exit_reason = 0;
     a->mailbox_max = (uint32_t)(opts->mailbox_max > UINT32_MAX ? UINT32_MAX : opts->mailbox_max);
     atomic_store_explicit(&a->handled, 0, memory_order_relaxed);
-    atomic_store_explicit(&a->depth, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->pushed, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->popped, 0, memory_order_relaxed);
     atomic_store_explicit(&a->sched, RUN_QUEUED, memory_order_relaxed);
     child = actor__pid(sys, a);
-    if (opts->name != NULL && actor__names_insert(sys, opts->name, a, child) != 0) {
+    rc = opts->name != NULL ? actor__names_insert(sys, opts->name, a, child) : 0;
+    if (rc != 0) {
         a->behaviour = NULL;
         actor__slot_release(sys, a);
-        return ACTOR_ENAMETAKEN;
+        return rc;
     }
     rc = spawn_bonds(sys, parent, a, opts);
     if (rc != 0) {
@@ -147,7 +149,8 @@ static void drain_dead(struct actor_system *sys, struct actor *a, struct dist_pi
             actor__signal(sys, env->from, ENV_DOWN, me, ACTOR_NOPROC, env->ref);
         actor__env_free(env);
     }
-    atomic_store_explicit(&a->depth, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->pushed, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->popped, 0, memory_order_relaxed);
 }
 
 static void notify_bonds(struct actor_system *sys, struct actor *a, struct dist_pid me, int reason)
@@ -199,6 +202,7 @@ static void die(struct scheduler *s, struct actor *a, int reason)
     ext_free(a);
     a->flags = 0;
     a->state = NULL;
+    atomic_store_explicit(&a->running, 0, memory_order_relaxed);
     /* Next generation, still closed until the slot is spawned into again. */
     atomic_store_explicit(&a->gate, (((atomic_load(&a->gate) >> 32) + 1) << 32) | GATE_CLOSED,
                           memory_order_release);
@@ -210,8 +214,16 @@ static void die(struct scheduler *s, struct actor *a, int reason)
 /* ---- Running ----------------------------------------------------------------------------------
  */
 
+/* Hand a message to the behaviour; counted as delivered (signals handled inside are not). */
 static int call_handler(struct actor *a, struct actor_msg *msg)
 {
+    struct scheduler *s = a->home;
+
+    atomic_store_explicit(&a->handled, atomic_load_explicit(&a->handled, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&s->delivered,
+                          atomic_load_explicit(&s->delivered, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     if (a->behaviour->handle == NULL)
         return 0;
     return a->behaviour->handle(a, a->state, msg);
@@ -232,9 +244,13 @@ static int on_exit_signal(struct actor *a, struct envelope *env)
 {
     struct actor_msg msg;
 
-    /* Only a linked actor's death ends the link; exit/2 from a live one does not. */
-    if (env->kind == ENV_LINK_EXIT && a->ext != NULL)
-        actor__links_remove(&a->ext->links, env->from);
+    /*
+     * Only a linked actor's death ends the link; exit/2 from a live one does not. A death
+     * notice from an actor no longer linked (unlinked meanwhile) has no effect, as in Erlang.
+     */
+    if (env->kind == ENV_LINK_EXIT &&
+        (a->ext == NULL || !actor__links_remove(&a->ext->links, env->from)))
+        return 0;
     if (env->kind == ENV_EXIT && env->reason == ACTOR_KILL) {
         actor_exit(a, ACTOR_KILLED);
         return 0;
@@ -310,6 +326,8 @@ static int process(struct actor *a, struct envelope *env)
     case ENV_DOWN:
         rc = on_down(a, env);
         break;
+    case ENV_NOOP:
+        break;
     case ENV_TIMER:
         if (actor__timer_fired(a, env->ref)) {
             msg_init(&msg, ACTOR_MSG_TIMER, env);
@@ -340,6 +358,7 @@ void actor__run(struct scheduler *s, struct actor *a)
     int rc = 0;
 
     actor__tls_actor = a;
+    atomic_store_explicit(&a->running, 1, memory_order_relaxed);
     if (a->flags & AF_NEED_INIT) {
         rc = run_init(a);
         if (rc != 0) {
@@ -352,20 +371,17 @@ void actor__run(struct scheduler *s, struct actor *a)
         struct mpsc_node *n = actor__mpsc_pop(&a->mailbox);
         if (n == NULL)
             break;
+        /* Only this thread writes popped: a plain store, no locked instruction. */
+        atomic_store_explicit(&a->popped,
+                              atomic_load_explicit(&a->popped, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
         rc = process(a, (struct envelope *)n);
         actor__env_free((struct envelope *)n);
         done++;
         if (rc != 0)
             actor_exit(a, rc);
     }
-    /* One atomic per batch, not per message. */
-    atomic_fetch_sub_explicit(&a->depth, (uint32_t)done, memory_order_relaxed);
-    atomic_store_explicit(&a->handled,
-                          atomic_load_explicit(&a->handled, memory_order_relaxed) + done,
-                          memory_order_relaxed);
-    atomic_store_explicit(&s->delivered,
-                          atomic_load_explicit(&s->delivered, memory_order_relaxed) + done,
-                          memory_order_relaxed);
+    atomic_store_explicit(&a->running, 0, memory_order_relaxed);
     if (a->flags & AF_EXITING) {
         die(s, a, a->exit_reason);
         return;

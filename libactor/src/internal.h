@@ -47,6 +47,11 @@ struct mpsc {
 };
 
 void actor__mpsc_init(struct mpsc *q);
+
+/* Messages waiting in @a's mailbox: pushed - popped, exact for the owner, a snapshot else. */
+#define ACTOR_DEPTH(a)                                                                             \
+    (atomic_load_explicit(&(a)->pushed, memory_order_relaxed) -                                    \
+     atomic_load_explicit(&(a)->popped, memory_order_relaxed))
 void actor__mpsc_push(struct mpsc *q, struct mpsc_node *n);
 /* NULL when empty, or when a push is half done (the caller retries later). */
 struct mpsc_node *actor__mpsc_pop(struct mpsc *q);
@@ -67,6 +72,7 @@ enum env_kind {
     ENV_DOWN,         /* ref, from ended with reason */
     ENV_TIMER,        /* tag timer fired: ref = timer id, tag */
     ENV_CALL_TIMEOUT, /* ref = call ref */
+    ENV_NOOP,         /* a flushed DOWN: skipped */
 };
 
 struct envelope {
@@ -101,8 +107,10 @@ struct actor {
     struct mpsc mailbox;
     struct mpsc_node rq; /* link in a scheduler's ready queue or inbox */
     _Atomic uint64_t gate;
-    _Atomic uint32_t sched; /* RUN_* */
-    _Atomic uint32_t depth; /* messages waiting */
+    _Atomic uint32_t sched;   /* RUN_* */
+    _Atomic uint32_t pushed;  /* envelopes ever pushed (senders add, atomically) */
+    _Atomic uint32_t popped;  /* envelopes taken (the owner alone writes it) */
+    _Atomic uint32_t running; /* in a callback now, for introspection */
     uint32_t slot;
     uint32_t flags; /* AF_*, owned by the home thread */
     uint32_t mailbox_max;

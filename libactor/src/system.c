@@ -410,9 +410,11 @@ void actor_system_list(struct actor_system *sys, actor_info_cb cb, void *user_da
             info.pid = actor__pid(sys, a);
             info.name = a->name;
             info.behaviour = a->behaviour->name;
-            info.mailbox_depth = atomic_load_explicit(&a->depth, memory_order_relaxed);
+            info.mailbox_depth = ACTOR_DEPTH(a);
             info.handled = atomic_load_explicit(&a->handled, memory_order_relaxed);
-            info.state = atomic_load(&a->sched) == RUN_QUEUED ? ACTOR_READY : ACTOR_IDLE;
+            info.state = atomic_load_explicit(&a->running, memory_order_relaxed) ? ACTOR_RUNNING
+                         : atomic_load(&a->sched) == RUN_QUEUED                  ? ACTOR_READY
+                                                                                 : ACTOR_IDLE;
             cb(&info, user_data);
         }
     }

@@ -68,9 +68,10 @@ int actor_type_register(const char *name, const ProtobufCMessageDescriptor *desc
     size_t len;
     int rc = 0;
 
-    if (name == NULL || desc == NULL || out == NULL || name[0] == '\0' ||
-        strcmp(name, RAW_NAME) == 0)
+    if (name == NULL || desc == NULL || out == NULL || name[0] == '\0')
         return ACTOR_EINVAL;
+    if (strcmp(name, RAW_NAME) == 0)
+        return ACTOR_ETYPE; /* the raw type holds this name with no descriptor */
     len = strlen(name);
     pthread_mutex_lock(&registry.lock);
     t = find_locked(name);
