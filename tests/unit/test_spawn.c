@@ -1,0 +1,1211 @@
+/*
+ * test_spawn.c: an actor's life: spawn, init, handle and terminate in order, init failures,
+ * handler errors, actor_exit, sends to dead and stale PIDs, the sender PID, per-sender order,
+ * bounded mailboxes, introspection, statistics and shutdown.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "actor.h"
+#include "dist.h"
+
+/* ---- Harness --------------------------------------------------------------------------------
+ *
+ * Each test gets its own actor system (two schedulers) and a collector actor. Probes, the
+ * actors under test, report what happens to them (init, messages, signals, terminate) as raw
+ * messages to the collector, which appends them to a log. Because messages from one sender
+ * arrive in order, a probe's entries in the log are in the order the probe saw them.
+ * The test thread drives probes with struct cmd messages and polls the log, always with a
+ * bound (WAIT_SECONDS): a sleep only paces polling, it never decides an outcome.
+ */
+
+/* Not every file uses every helper. */
+#define HARNESS_FN static __attribute__((unused))
+
+#define WAIT_SECONDS 10.0
+#define MAX_EVENTS 65536
+
+enum ev_kind {
+    EV_INIT = 1,   /* a probe's init ran: a = its flags */
+    EV_MSG,        /* a probe handled OP_ECHO: seq, pid = the message's sender */
+    EV_RESULT,     /* a probe ran a command: seq, rc, pid, a */
+    EV_AFTER_EXIT, /* a probe's handler went on after actor_exit() */
+    EV_EXIT,       /* a trapped exit signal: pid, rc = reason */
+    EV_DOWN,       /* a DOWN message: a = ref, pid, rc = reason */
+    EV_TIMER,      /* a timer message: a = id, seq = tag */
+    EV_OTHER,      /* any other message: rc = its kind */
+    EV_TERM,       /* a probe's terminate ran: rc = reason */
+    EV_BAD,        /* a callback saw a wrong state, system or message */
+};
+
+struct event {
+    int kind;
+    int rc;
+    uint64_t seq;
+    uint64_t a;
+    struct dist_pid pid;
+    struct dist_pid from; /* filled in by the collector: the reporting actor */
+};
+
+static struct actor_system *sys;
+static int sys_stopped; /* the test shut the system down itself */
+static struct dist_pid collector;
+static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct event ev_log[MAX_EVENTS];
+static size_t ev_count;
+static atomic_uint_fast64_t next_seq = 1;
+static uint64_t last_try_seq; /* the seq of cmd_try()'s last command */
+static atomic_int gate_open;    /* OP_GATE waits for this */
+static atomic_int gate_entered; /* set by OP_GATE once it waits */
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void nap(void)
+{
+    struct timespec ts = {0, 1000000};
+
+    nanosleep(&ts, NULL);
+}
+
+/* Poll @cond every millisecond until it holds or WAIT_SECONDS pass. */
+#define WAIT_UNTIL(cond)                                                                           \
+    do {                                                                                           \
+        double end_ = now() + WAIT_SECONDS;                                                        \
+        while (!(cond) && now() < end_)                                                            \
+            nap();                                                                                 \
+    } while (0)
+
+/* A PID as text, for assertion messages (test thread only). */
+HARNESS_FN const char *pidstr(struct dist_pid pid)
+{
+    static char bufs[4][DIST_PID_STRLEN];
+    static int next;
+    char *buf = bufs[next++ % 4];
+
+    dist_pid_format(buf, DIST_PID_STRLEN, pid);
+    return buf;
+}
+
+static int collector_handle(struct actor *self, void *state, struct actor_msg *msg)
+{
+    struct event e = {.kind = EV_BAD, .rc = (int)msg->kind};
+
+    if (msg->kind == ACTOR_MSG_USER && msg->type == actor_type_raw() && msg->size == sizeof(e))
+        memcpy(&e, msg->payload, sizeof(e));
+    e.from = msg->from;
+    pthread_mutex_lock(&ev_lock);
+    if (ev_count < MAX_EVENTS)
+        ev_log[ev_count++] = e;
+    pthread_mutex_unlock(&ev_lock);
+    return 0;
+}
+
+/* Report an event to the collector; the sender (the calling actor) is filled in there. */
+static void report(int kind, int rc, uint64_t seq, uint64_t a, struct dist_pid pid)
+{
+    struct event *e = malloc(sizeof(*e));
+
+    if (e == NULL)
+        return;
+    *e = (struct event){.kind = kind, .rc = rc, .seq = seq, .a = a, .pid = pid};
+    if (actor_send(sys, collector, actor_type_raw(), e, sizeof(*e)) != 0)
+        free(e);
+}
+
+/*
+ * Find the @nth (0-based) event of @kind reported by @from (any reporter for DIST_PID_NONE)
+ * whose seq is @seq (any for 0). Returns its index in the log, or -1.
+ */
+static long event_find(int kind, struct dist_pid from, uint64_t seq, int nth, struct event *out)
+{
+    long found = -1;
+
+    pthread_mutex_lock(&ev_lock);
+    for (size_t i = 0; i < ev_count; i++) {
+        const struct event *e = &ev_log[i];
+
+        if (e->kind != kind || (!dist_pid_is_none(from) && !dist_pid_eq(e->from, from)))
+            continue;
+        if (seq != 0 && e->seq != seq)
+            continue;
+        if (nth-- == 0) {
+            if (out != NULL)
+                *out = *e;
+            found = (long)i;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ev_lock);
+    return found;
+}
+
+HARNESS_FN int event_count(int kind, struct dist_pid from)
+{
+    int n = 0;
+
+    pthread_mutex_lock(&ev_lock);
+    for (size_t i = 0; i < ev_count; i++)
+        if (ev_log[i].kind == kind && (dist_pid_is_none(from) || dist_pid_eq(ev_log[i].from, from)))
+            n++;
+    pthread_mutex_unlock(&ev_lock);
+    return n;
+}
+
+/* How many events the log holds. */
+HARNESS_FN size_t log_size(void)
+{
+    size_t n;
+
+    pthread_mutex_lock(&ev_lock);
+    n = ev_count;
+    pthread_mutex_unlock(&ev_lock);
+    return n;
+}
+
+/* Wait for the @nth (0-based) event of @kind from @from; assert that it comes. */
+HARNESS_FN struct event event_wait(int kind, struct dist_pid from, int nth)
+{
+    struct event e = {0};
+
+    WAIT_UNTIL(event_find(kind, from, 0, nth, &e) >= 0);
+    cr_assert(event_find(kind, from, 0, nth, &e) >= 0, "event %d #%d from %s never came", kind,
+              nth, pidstr(from));
+    return e;
+}
+
+/* ---- The probe: an actor driven by struct cmd messages -------------------------------------- */
+
+enum op {
+    OP_NOOP,           /* nothing at all */
+    OP_PING,           /* report an EV_RESULT */
+    OP_ECHO,           /* report EV_MSG with seq and the sender */
+    OP_FAIL,           /* return arg from the handler */
+    OP_EXIT,           /* actor_exit(arg), then report EV_AFTER_EXIT */
+    OP_TRAP,           /* actor_trap_exit(arg) */
+    OP_LINK,           /* actor_link(pid) */
+    OP_UNLINK,         /* actor_unlink(pid) */
+    OP_MONITOR,        /* actor_monitor(pid); result a = ref */
+    OP_DEMONITOR,      /* actor_demonitor(ref a, flags arg) */
+    OP_SPAWN,          /* spawn a probe, spawn flags arg, probe flags a; result pid, a = ref */
+    OP_SEND,           /* send OP_ECHO with seq a to pid */
+    OP_TIMER,          /* actor_timer_start(d1, d2, tag a), arg times (once for 0); a = id */
+    OP_SEND_AFTER,     /* actor_send_after(d1, pid, OP_ECHO with seq a); result a = id */
+    OP_CANCEL,         /* actor_timer_cancel(a) */
+    OP_GATE,           /* block until gate_open (bounded), then report */
+    OP_GATE_DEMONITOR, /* OP_GATE, then actor_demonitor(ref a, flags arg) */
+    OP_GATE_UNLINK,    /* OP_GATE, then actor_unlink(pid) */
+    OP_EXIT_SIGNAL,    /* actor_exit_signal(pid, arg) */
+};
+
+struct cmd {
+    int op;
+    int arg;
+    uint64_t seq; /* filled in by cmd_send() */
+    uint64_t a;
+    double d1, d2;
+    struct dist_pid pid;
+};
+
+#define PROBE_TRAP      (1u << 0) /* trap exits from init on */
+#define PROBE_INIT_FAIL (1u << 1) /* init returns PROBE_INIT_REASON */
+#define PROBE_INIT_REASON 77
+#define PROBE_MAGIC 0x70726f62u
+
+struct probe {
+    uint32_t magic;
+    struct dist_pid self;
+};
+
+static const struct actor_behaviour probe_behaviour;
+
+static void *cmd_new(int op, uint64_t seq, uint64_t a)
+{
+    struct cmd *c = calloc(1, sizeof(*c));
+
+    if (c != NULL) {
+        c->op = op;
+        c->seq = seq;
+        c->a = a;
+    }
+    return c;
+}
+
+static void gate_wait(void)
+{
+    double end = now() + WAIT_SECONDS;
+
+    atomic_store(&gate_entered, 1);
+    while (!atomic_load(&gate_open) && now() < end)
+        nap();
+}
+
+static int probe_spawn(struct actor *self, const struct cmd *c)
+{
+    struct actor_ref ref = {0};
+    struct dist_pid child = DIST_PID_NONE;
+    struct actor_spawn_opts o = {.flags = (unsigned)c->arg, .scheduler = -1, .monitor_ref = &ref};
+    int rc = actor_spawn(actor_system_of(self), self, &probe_behaviour, (void *)(uintptr_t)c->a,
+                         &o, &child);
+
+    report(EV_RESULT, rc, c->seq, ref.id, child);
+    return 0;
+}
+
+static int probe_timer(struct actor *self, const struct cmd *c)
+{
+    uint64_t id = 0;
+    int rc;
+
+    if (c->op == OP_TIMER) {
+        rc = actor_timer_start(self, c->d1, c->d2, c->a, &id);
+        for (int i = 1; rc == 0 && i < c->arg; i++)
+            rc = actor_timer_start(self, c->d1, c->d2, c->a, NULL);
+    } else {
+        void *echo = cmd_new(OP_ECHO, c->a, 0);
+
+        rc = actor_send_after(self, c->d1, c->pid, actor_type_raw(), echo, sizeof(struct cmd),
+                              &id);
+        if (rc != 0)
+            free(echo);
+    }
+    report(EV_RESULT, rc, c->seq, id, DIST_PID_NONE);
+    return 0;
+}
+
+static int probe_command(struct actor *self, const struct cmd *c)
+{
+    struct actor_ref ref = {0};
+    void *echo;
+    int rc = 0;
+
+    switch (c->op) {
+    case OP_NOOP:
+        return 0;
+    case OP_PING:
+        break;
+    case OP_ECHO:
+        return 0; /* reported by the caller, which knows the sender */
+    case OP_FAIL:
+        return c->arg;
+    case OP_EXIT:
+        actor_exit(self, c->arg);
+        report(EV_AFTER_EXIT, 0, c->seq, 0, DIST_PID_NONE);
+        return 0;
+    case OP_TRAP:
+        actor_trap_exit(self, c->arg);
+        break;
+    case OP_LINK:
+        rc = actor_link(self, c->pid);
+        break;
+    case OP_UNLINK:
+        rc = actor_unlink(self, c->pid);
+        break;
+    case OP_MONITOR:
+        rc = actor_monitor(self, c->pid, &ref);
+        break;
+    case OP_DEMONITOR:
+        rc = actor_demonitor(self, (struct actor_ref){c->a}, (unsigned)c->arg);
+        break;
+    case OP_SPAWN:
+        return probe_spawn(self, c);
+    case OP_SEND:
+        echo = cmd_new(OP_ECHO, c->a, 0);
+        rc = actor_send(actor_system_of(self), c->pid, actor_type_raw(), echo, sizeof(*c));
+        if (rc != 0)
+            free(echo);
+        break;
+    case OP_TIMER:
+    case OP_SEND_AFTER:
+        return probe_timer(self, c);
+    case OP_CANCEL:
+        rc = actor_timer_cancel(self, c->a);
+        break;
+    case OP_GATE:
+        gate_wait();
+        break;
+    case OP_GATE_DEMONITOR:
+        gate_wait();
+        rc = actor_demonitor(self, (struct actor_ref){c->a}, (unsigned)c->arg);
+        break;
+    case OP_GATE_UNLINK:
+        gate_wait();
+        rc = actor_unlink(self, c->pid);
+        break;
+    case OP_EXIT_SIGNAL:
+        rc = actor_exit_signal(actor_system_of(self), c->pid, c->arg);
+        break;
+    default:
+        rc = ACTOR_EINVAL;
+    }
+    report(EV_RESULT, rc, c->seq, ref.id, c->pid);
+    return 0;
+}
+
+static int probe_init(struct actor *self, void *arg, void **state)
+{
+    unsigned flags = (unsigned)(uintptr_t)arg;
+    struct probe *p;
+
+    if (actor_system_of(self) != sys)
+        report(EV_BAD, 1, 0, 0, DIST_PID_NONE);
+    report(EV_INIT, 0, 0, flags, actor_self(self));
+    if (flags & PROBE_INIT_FAIL)
+        return PROBE_INIT_REASON;
+    p = malloc(sizeof(*p));
+    if (p == NULL)
+        return ACTOR_ENOMEM;
+    p->magic = PROBE_MAGIC;
+    p->self = actor_self(self);
+    if (flags & PROBE_TRAP)
+        actor_trap_exit(self, 1);
+    *state = p;
+    return 0;
+}
+
+static int probe_handle(struct actor *self, void *state, struct actor_msg *msg)
+{
+    struct probe *p = state;
+    const struct cmd *c = msg->payload;
+
+    if (p == NULL || p->magic != PROBE_MAGIC || !dist_pid_eq(p->self, actor_self(self)))
+        report(EV_BAD, 2, 0, 0, DIST_PID_NONE);
+    switch (msg->kind) {
+    case ACTOR_MSG_USER:
+        if (msg->type != actor_type_raw() || msg->size != sizeof(*c))
+            break;
+        if (c->op == OP_ECHO)
+            report(EV_MSG, 0, c->seq, 0, msg->from);
+        return probe_command(self, c);
+    case ACTOR_MSG_EXIT:
+        report(EV_EXIT, msg->u.exit.reason, 0, 0, msg->u.exit.pid);
+        return 0;
+    case ACTOR_MSG_DOWN:
+        report(EV_DOWN, msg->u.down.reason, 0, msg->u.down.ref.id, msg->u.down.pid);
+        return 0;
+    case ACTOR_MSG_TIMER:
+        report(EV_TIMER, 0, msg->u.timer.tag, msg->u.timer.id, DIST_PID_NONE);
+        return 0;
+    default:
+        break;
+    }
+    report(EV_OTHER, (int)msg->kind, 0, 0, msg->from);
+    return 0;
+}
+
+static void probe_terminate(struct actor *self, void *state, int reason)
+{
+    struct probe *p = state;
+
+    if (p != NULL && (p->magic != PROBE_MAGIC || !dist_pid_eq(p->self, actor_self(self))))
+        report(EV_BAD, 3, 0, 0, DIST_PID_NONE);
+    report(EV_TERM, reason, 0, 0, actor_self(self));
+    if (p != NULL) {
+        p->magic = 0;
+        free(p);
+    }
+}
+
+static const struct actor_behaviour probe_behaviour = {
+    .name = "probe",
+    .init = probe_init,
+    .handle = probe_handle,
+    .terminate = probe_terminate,
+};
+
+/* Spawn a probe from the test thread. */
+HARNESS_FN struct dist_pid spawn_probe(unsigned flags)
+{
+    struct dist_pid pid = DIST_PID_NONE;
+    int rc = actor_spawn(sys, NULL, &probe_behaviour, (void *)(uintptr_t)flags, NULL, &pid);
+
+    cr_assert_eq(rc, 0, "actor_spawn: %s", actor_strerror(rc));
+    cr_assert(!dist_pid_is_none(pid));
+    return pid;
+}
+
+/* Send @c to @to from the test thread; returns actor_send's result. */
+HARNESS_FN int cmd_try(struct dist_pid to, struct cmd c)
+{
+    struct cmd *m = malloc(sizeof(*m));
+    int rc;
+
+    cr_assert_not_null(m);
+    c.seq = atomic_fetch_add(&next_seq, 1);
+    last_try_seq = c.seq;
+    *m = c;
+    rc = actor_send(sys, to, actor_type_raw(), m, sizeof(*m));
+    if (rc != 0)
+        free(m); /* a failed send leaves the payload with the caller */
+    return rc;
+}
+
+/* Send @c to @to from the test thread; returns the seq that its result will carry. */
+HARNESS_FN uint64_t cmd_send(struct dist_pid to, struct cmd c)
+{
+    struct cmd *m = malloc(sizeof(*m));
+    int rc;
+
+    cr_assert_not_null(m);
+    c.seq = atomic_fetch_add(&next_seq, 1);
+    *m = c;
+    rc = actor_send(sys, to, actor_type_raw(), m, sizeof(*m));
+    if (rc != 0)
+        free(m);
+    cr_assert_eq(rc, 0, "send op %d to %s: %s", c.op, pidstr(to), actor_strerror(rc));
+    return c.seq;
+}
+
+/* Run @c in @to and wait for its EV_RESULT. */
+HARNESS_FN struct event cmd_run(struct dist_pid to, struct cmd c)
+{
+    uint64_t seq = cmd_send(to, c);
+    struct event e = {0};
+
+    WAIT_UNTIL(event_find(EV_RESULT, to, seq, 0, &e) >= 0);
+    cr_assert(event_find(EV_RESULT, to, seq, 0, &e) >= 0, "op %d in %s never completed", c.op,
+              pidstr(to));
+    return e;
+}
+
+struct find_ctx {
+    struct dist_pid pid;
+    int found;
+    struct actor_info info;
+    char name[64];
+    char behaviour[64];
+    size_t listed;
+};
+
+static void find_cb(const struct actor_info *info, void *user_data)
+{
+    struct find_ctx *ctx = user_data;
+
+    ctx->listed++;
+    if (!dist_pid_eq(info->pid, ctx->pid))
+        return;
+    ctx->found++;
+    ctx->info = *info;
+    snprintf(ctx->name, sizeof(ctx->name), "%s", info->name ? info->name : "(null)");
+    snprintf(ctx->behaviour, sizeof(ctx->behaviour), "%s",
+             info->behaviour ? info->behaviour : "(null)");
+}
+
+/* Non-zero while actor_system_list() shows @pid. */
+HARNESS_FN int is_alive(struct dist_pid pid)
+{
+    struct find_ctx ctx = {.pid = pid};
+
+    actor_system_list(sys, find_cb, &ctx);
+    return ctx.found > 0;
+}
+
+/* Spawn a probe on @scheduler. */
+HARNESS_FN struct dist_pid spawn_on(int scheduler, unsigned flags)
+{
+    struct actor_spawn_opts o = {.scheduler = scheduler};
+    struct dist_pid pid;
+    int rc = actor_spawn(sys, NULL, &probe_behaviour, (void *)(uintptr_t)flags, &o, &pid);
+
+    cr_assert_eq(rc, 0, "spawn on scheduler %d: %s", scheduler, actor_strerror(rc));
+    return pid;
+}
+
+/* @pid's mailbox depth as actor_system_list() shows it (0 when not listed). */
+HARNESS_FN size_t depth_of(struct dist_pid pid)
+{
+    struct find_ctx ctx = {.pid = pid};
+
+    actor_system_list(sys, find_cb, &ctx);
+    return ctx.found ? ctx.info.mailbox_depth : 0;
+}
+
+/* Wait until @pid has ended: its terminate reported and it left the process table. */
+HARNESS_FN struct event wait_dead(struct dist_pid pid)
+{
+    struct event e = event_wait(EV_TERM, pid, 0);
+
+    WAIT_UNTIL(!is_alive(pid));
+    cr_assert(!is_alive(pid), "%s still listed after its terminate ran", pidstr(pid));
+    return e;
+}
+
+/*
+ * Assert that @pid is alive and stays so: a signal that was going to end it had time to (a
+ * round trip through it, a short grace, another round trip). Only a lost bug can pass.
+ */
+HARNESS_FN void assert_survives(struct dist_pid pid)
+{
+    struct timespec grace = {0, 50 * 1000 * 1000};
+    struct event term;
+
+    for (int round = 0; round < 2; round++) {
+        uint64_t seq;
+
+        if (round == 1)
+            nanosleep(&grace, NULL);
+        if (cmd_try(pid, (struct cmd){.op = OP_PING}) != 0 ||
+            event_find(EV_TERM, pid, 0, 0, NULL) >= 0) {
+            term = event_wait(EV_TERM, pid, 0);
+            cr_assert_fail("%s died, reason %s (%d)", pidstr(pid), actor_reason_name(term.rc),
+                           term.rc);
+        }
+        seq = last_try_seq;
+        WAIT_UNTIL(event_find(EV_RESULT, pid, seq, 0, NULL) >= 0 ||
+                   event_find(EV_TERM, pid, 0, 0, NULL) >= 0);
+        if (event_find(EV_TERM, pid, 0, 0, &term) >= 0)
+            cr_assert_fail("%s died, reason %s (%d)", pidstr(pid), actor_reason_name(term.rc),
+                           term.rc);
+        cr_assert(event_find(EV_RESULT, pid, seq, 0, NULL) >= 0, "%s stopped answering",
+                  pidstr(pid));
+    }
+    cr_assert(is_alive(pid), "%s is not listed", pidstr(pid));
+}
+
+/* A round trip through @pid: everything it was sent before has been handled. */
+HARNESS_FN void barrier(struct dist_pid pid)
+{
+    cmd_run(pid, (struct cmd){.op = OP_PING});
+}
+
+static void setup(void)
+{
+    static const struct actor_behaviour coll = {.name = "collector", .handle = collector_handle};
+    struct actor_system_opts o = {.schedulers = 2};
+    struct actor_spawn_opts coll_opts = {.scheduler = 0};
+    int rc;
+
+    ev_count = 0;
+    sys_stopped = 0;
+    atomic_store(&gate_open, 0);
+    atomic_store(&gate_entered, 0);
+    rc = actor_system_new(&o, &sys);
+    cr_assert_eq(rc, 0, "actor_system_new: %s", actor_strerror(rc));
+    rc = actor_system_start(sys);
+    cr_assert_eq(rc, 0, "actor_system_start: %s", actor_strerror(rc));
+    /* On scheduler 0: tests that hold a scheduler in OP_GATE hold scheduler 1. */
+    rc = actor_spawn(sys, NULL, &coll, NULL, &coll_opts, &collector);
+    cr_assert_eq(rc, 0, "spawn collector: %s", actor_strerror(rc));
+}
+
+static void teardown(void)
+{
+    atomic_store(&gate_open, 1);
+    if (sys == NULL)
+        return;
+    if (!sys_stopped)
+        actor_system_shutdown(sys, 5.0);
+    actor_system_free(sys);
+    sys = NULL;
+}
+
+/* No callback saw a wrong state, system or message. */
+HARNESS_FN void assert_clean(void)
+{
+    struct event e;
+
+    cr_assert(event_find(EV_BAD, DIST_PID_NONE, 0, 0, &e) < 0, "EV_BAD %d from %s", e.rc,
+              pidstr(e.from));
+}
+
+TestSuite(spawn, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Every callback NULL: messages are dropped, the actor lives until a signal ends it. */
+static const struct actor_behaviour idle_behaviour = {.name = "idle"};
+
+/* Send an OP_NOOP through @s (which may be another system), without asserting the outcome. */
+static int send_noop(struct actor_system *s, struct dist_pid to)
+{
+    struct cmd *c = cmd_new(OP_NOOP, 0, 0);
+    int rc = actor_send(s, to, actor_type_raw(), c, sizeof(*c));
+
+    if (rc != 0)
+        free(c); /* a failed send leaves the payload with the caller */
+    return rc;
+}
+
+Test(spawn, init_handle_terminate_run_in_order)
+{
+    struct dist_pid pid = spawn_probe(0);
+    uint64_t s1 = cmd_send(pid, (struct cmd){.op = OP_ECHO});
+    uint64_t s2 = cmd_send(pid, (struct cmd){.op = OP_ECHO});
+    uint64_t sx = cmd_send(pid, (struct cmd){.op = OP_EXIT, .arg = ACTOR_NORMAL});
+    struct event init, term;
+    long i_init, i_m1, i_m2, i_after, i_term;
+
+    term = wait_dead(pid);
+    cr_assert_eq(term.rc, ACTOR_NORMAL, "terminate reason %d", term.rc);
+    i_init = event_find(EV_INIT, pid, 0, 0, &init);
+    i_m1 = event_find(EV_MSG, pid, s1, 0, NULL);
+    i_m2 = event_find(EV_MSG, pid, s2, 0, NULL);
+    i_after = event_find(EV_AFTER_EXIT, pid, sx, 0, NULL);
+    i_term = event_find(EV_TERM, pid, 0, 0, NULL);
+    cr_assert(i_init >= 0 && i_m1 >= 0 && i_m2 >= 0 && i_after >= 0 && i_term >= 0,
+              "init %ld, msg %ld %ld, after-exit %ld, terminate %ld", i_init, i_m1, i_m2,
+              i_after, i_term);
+    cr_assert(i_init < i_m1 && i_m1 < i_m2 && i_m2 < i_after && i_after < i_term,
+              "callbacks out of order: init %ld, msg %ld %ld, after-exit %ld, terminate %ld",
+              i_init, i_m1, i_m2, i_after, i_term);
+    cr_assert(dist_pid_eq(init.pid, pid), "actor_self() in init is %s, spawn said %s",
+              pidstr(init.pid), pidstr(pid));
+    cr_assert_eq(event_count(EV_INIT, pid), 1);
+    cr_assert_eq(event_count(EV_TERM, pid), 1, "terminate ran more than once");
+    assert_clean();
+}
+
+Test(spawn, init_failure_ends_the_actor_with_its_reason)
+{
+    struct dist_pid watcher = spawn_probe(0);
+    struct event r, down;
+    struct dist_pid pid = spawn_probe(PROBE_INIT_FAIL);
+    struct cmd *c = cmd_new(OP_ECHO, 1, 0);
+    int rc = actor_send(sys, pid, actor_type_raw(), c, sizeof(*c));
+
+    if (rc != 0)
+        free(c);
+    cr_assert(rc == 0 || rc == ACTOR_ENOPROC, "send to an actor whose init fails: %s",
+              actor_strerror(rc));
+    event_wait(EV_INIT, pid, 0);
+    WAIT_UNTIL(!is_alive(pid));
+    cr_assert_not(is_alive(pid));
+    c = cmd_new(OP_ECHO, 2, 0);
+    rc = actor_send(sys, pid, actor_type_raw(), c, sizeof(*c));
+    if (rc != 0)
+        free(c);
+    cr_assert_eq(rc, ACTOR_ENOPROC, "send after a failed init: %s", actor_strerror(rc));
+    cr_assert_eq(event_count(EV_MSG, pid), 0, "an actor whose init failed took a message");
+
+    /* The reason reaches a monitor, even one set up by the spawn itself. */
+    r = cmd_run(watcher, (struct cmd){.op = OP_SPAWN, .arg = ACTOR_SPAWN_MONITOR,
+                                      .a = PROBE_INIT_FAIL});
+    cr_assert_eq(r.rc, 0, "spawn: %s", actor_strerror(r.rc));
+    down = event_wait(EV_DOWN, watcher, 0);
+    cr_assert_eq(down.rc, PROBE_INIT_REASON, "DOWN reason %d", down.rc);
+    cr_assert(dist_pid_eq(down.pid, r.pid));
+    cr_assert_eq(down.a, r.a, "DOWN ref %llu, spawn gave %llu", (unsigned long long)down.a,
+                 (unsigned long long)r.a);
+    cr_assert(is_alive(watcher));
+}
+
+Test(spawn, handler_error_crashes_with_that_reason)
+{
+    struct dist_pid watcher = spawn_probe(0);
+    struct dist_pid pid = spawn_probe(0);
+    struct event mon = cmd_run(watcher, (struct cmd){.op = OP_MONITOR, .pid = pid});
+    struct event term, down;
+    int rc;
+
+    cr_assert_eq(mon.rc, 0);
+    cmd_send(pid, (struct cmd){.op = OP_ECHO});
+    cmd_send(pid, (struct cmd){.op = OP_FAIL, .arg = 42});
+    rc = cmd_try(pid, (struct cmd){.op = OP_ECHO}); /* queued behind, or refused */
+    cr_assert(rc == 0 || rc == ACTOR_ENOPROC, "%s", actor_strerror(rc));
+    term = wait_dead(pid);
+    cr_assert_eq(term.rc, 42, "terminate reason %d", term.rc);
+    down = event_wait(EV_DOWN, watcher, 0);
+    cr_assert_eq(down.rc, 42);
+    cr_assert_eq(down.a, mon.a);
+    cr_assert_eq(event_count(EV_MSG, pid), 1, "a message after the crash was handled");
+    assert_clean();
+}
+
+Test(spawn, actor_exit_ends_the_actor_after_its_callback)
+{
+    struct dist_pid pid = spawn_probe(0);
+    struct event term;
+    int rc;
+
+    cmd_send(pid, (struct cmd){.op = OP_EXIT, .arg = 5});
+    /* Queued behind the exit, or refused if the actor is already gone. */
+    rc = cmd_try(pid, (struct cmd){.op = OP_ECHO});
+    cr_assert(rc == 0 || rc == ACTOR_ENOPROC, "%s", actor_strerror(rc));
+    term = wait_dead(pid);
+    cr_assert_eq(term.rc, 5);
+    cr_assert_eq(event_count(EV_AFTER_EXIT, pid), 1, "the handler did not finish");
+    cr_assert_eq(event_count(EV_MSG, pid), 0, "a message after actor_exit was handled");
+}
+
+
+Test(spawn, sends_to_a_dead_pid_are_enoproc)
+{
+    struct dist_pid pid = spawn_probe(0);
+    struct dist_pid never = {.id = (uint64_t)1 << 40, .node = 0, .creation = pid.creation};
+    void *p;
+
+    cr_assert_eq(send_noop(sys, pid), 0);
+    cmd_send(pid, (struct cmd){.op = OP_EXIT, .arg = ACTOR_NORMAL});
+    wait_dead(pid);
+    cr_assert_eq(send_noop(sys, pid), ACTOR_ENOPROC);
+    p = malloc(8);
+    cr_assert_eq(actor_cast(sys, pid, actor_type_raw(), p, 8), ACTOR_ENOPROC);
+    free(p);
+    cr_assert_eq(actor_kill(sys, pid), ACTOR_ENOPROC);
+    cr_assert_eq(actor_exit_signal(sys, pid, 3), ACTOR_ENOPROC);
+    cr_assert_eq(send_noop(sys, never), ACTOR_ENOPROC, "a PID never handed out");
+    cr_assert_eq(actor_kill(sys, never), ACTOR_ENOPROC);
+    {
+        int rc = send_noop(sys, DIST_PID_NONE);
+
+        cr_assert(rc == ACTOR_ENOPROC || rc == ACTOR_EINVAL, "send to no process: %s",
+                  actor_strerror(rc));
+    }
+}
+
+Test(spawn, a_stale_creation_is_enoproc)
+{
+    struct actor_system_opts o = {.schedulers = 2, .creation = 2};
+    struct actor_system *sys2 = NULL;
+    struct dist_pid pid = spawn_probe(0), stale = pid, q = DIST_PID_NONE, q_old;
+
+    stale.creation = pid.creation + 1;
+    cr_assert_eq(send_noop(sys, stale), ACTOR_ENOPROC, "a PID of another incarnation");
+    cr_assert_eq(actor_kill(sys, stale), ACTOR_ENOPROC);
+    cr_assert(is_alive(pid));
+    cr_assert_eq(send_noop(sys, pid), 0);
+
+    /* A restarted node (new creation) hands out the same ids again: an old PID must not
+     * reach the new actor that has its id. */
+    cr_assert_eq(actor_system_new(&o, &sys2), 0);
+    cr_assert_eq(actor_system_start(sys2), 0);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(actor_spawn(sys2, NULL, &idle_behaviour, NULL, NULL, &q), 0);
+    cr_assert_eq(q.creation, 2u);
+    q_old = q;
+    q_old.creation = 1;
+    cr_assert_eq(send_noop(sys2, q_old), ACTOR_ENOPROC, "old incarnation reached a new actor");
+    cr_assert_eq(send_noop(sys2, q), 0);
+    cr_assert_eq(actor_kill(sys2, q_old), ACTOR_ENOPROC);
+    cr_assert_eq(actor_system_shutdown(sys2, 5.0), 0);
+    actor_system_free(sys2);
+}
+
+Test(spawn, the_sender_pid_is_delivered)
+{
+    struct dist_pid a = spawn_probe(0), b = spawn_probe(0);
+    uint64_t s = cmd_send(b, (struct cmd){.op = OP_ECHO});
+    struct event e = {0};
+    struct event r = cmd_run(a, (struct cmd){.op = OP_SEND, .pid = b, .a = 987654321});
+
+    cr_assert_eq(r.rc, 0);
+    WAIT_UNTIL(event_find(EV_MSG, b, s, 0, &e) >= 0);
+    cr_assert(event_find(EV_MSG, b, s, 0, &e) >= 0);
+    cr_assert(dist_pid_is_none(e.pid), "a send from outside any actor carries %s",
+              pidstr(e.pid));
+    WAIT_UNTIL(event_find(EV_MSG, b, 987654321, 0, &e) >= 0);
+    cr_assert(event_find(EV_MSG, b, 987654321, 0, &e) >= 0);
+    cr_assert(dist_pid_eq(e.pid, a), "the sender is %s, not %s", pidstr(e.pid), pidstr(a));
+}
+
+/* A burster sends @count OP_ECHO messages, seq base+1 ... base+count, to @target at once. */
+struct burst {
+    struct dist_pid target;
+    uint64_t base;
+    int count;
+};
+
+static int burster_handle(struct actor *self, void *state, struct actor_msg *msg)
+{
+    const struct burst *b = msg->payload;
+
+    if (msg->kind != ACTOR_MSG_USER || msg->size != sizeof(*b))
+        return 0;
+    for (int i = 1; i <= b->count; i++) {
+        struct cmd *c = cmd_new(OP_ECHO, b->base + (uint64_t)i, 0);
+        int rc = actor_send(actor_system_of(self), b->target, actor_type_raw(), c, sizeof(*c));
+
+        if (rc != 0) {
+            free(c);
+            report(EV_BAD, rc, 0, 0, DIST_PID_NONE);
+        }
+    }
+    return 0;
+}
+
+Test(spawn, messages_from_one_sender_arrive_in_send_order)
+{
+    static const struct actor_behaviour burster = {.name = "burster", .handle = burster_handle};
+    enum { SENDERS = 3, PER_SENDER = 3000, FROM_TEST = 2000 };
+    struct dist_pid rx = spawn_probe(0), tx[SENDERS];
+    uint64_t last[SENDERS + 1] = {0}, first_test = 0;
+    int seen[SENDERS + 1] = {0};
+
+    for (int i = 0; i < SENDERS; i++) {
+        struct actor_spawn_opts o = {.scheduler = i % 2};
+        struct burst *b = malloc(sizeof(*b));
+
+        cr_assert_eq(actor_spawn(sys, NULL, &burster, NULL, &o, &tx[i]), 0);
+        *b = (struct burst){.target = rx, .base = (uint64_t)(i + 1) << 32, .count = PER_SENDER};
+        cr_assert_eq(actor_send(sys, tx[i], actor_type_raw(), b, sizeof(*b)), 0);
+    }
+    for (int i = 0; i < FROM_TEST; i++) {
+        uint64_t s = cmd_send(rx, (struct cmd){.op = OP_ECHO});
+
+        if (i == 0)
+            first_test = s;
+    }
+    WAIT_UNTIL(event_count(EV_MSG, rx) == SENDERS * PER_SENDER + FROM_TEST);
+    cr_assert_eq(event_count(EV_MSG, rx), SENDERS * PER_SENDER + FROM_TEST);
+    for (int n = 0;; n++) {
+        struct event e;
+        int k = SENDERS;
+
+        if (event_find(EV_MSG, rx, 0, n, &e) < 0)
+            break;
+        for (int i = 0; i < SENDERS; i++)
+            if (dist_pid_eq(e.pid, tx[i]))
+                k = i;
+        if (k == SENDERS) {
+            cr_assert(dist_pid_is_none(e.pid), "unknown sender %s", pidstr(e.pid));
+            cr_assert_eq(e.seq, first_test + (uint64_t)seen[k], "test-thread sends reordered");
+        } else {
+            cr_assert_eq(e.seq, ((uint64_t)(k + 1) << 32) + (uint64_t)seen[k] + 1,
+                         "sender %d: got seq %llx after %llx", k, (unsigned long long)e.seq,
+                         (unsigned long long)last[k]);
+        }
+        last[k] = e.seq;
+        seen[k]++;
+    }
+    for (int i = 0; i < SENDERS; i++)
+        cr_assert_eq(seen[i], PER_SENDER);
+    assert_clean();
+}
+
+Test(spawn, a_bounded_mailbox_reports_busy)
+{
+    struct actor_spawn_opts o = {.mailbox_max = 4, .scheduler = 1};
+    struct dist_pid pid;
+    uint64_t accepted[4];
+    struct cmd *extra;
+    int rc;
+
+    cr_assert_eq(actor_spawn(sys, NULL, &probe_behaviour, NULL, &o, &pid), 0);
+    cmd_send(pid, (struct cmd){.op = OP_GATE});
+    WAIT_UNTIL(atomic_load(&gate_entered));
+    cr_assert(atomic_load(&gate_entered), "the probe never reached the gate");
+    for (int i = 0; i < 4; i++)
+        accepted[i] = cmd_send(pid, (struct cmd){.op = OP_ECHO});
+    extra = cmd_new(OP_ECHO, 999, 0);
+    rc = actor_send(sys, pid, actor_type_raw(), extra, sizeof(*extra));
+    cr_assert_eq(rc, ACTOR_EBUSY, "the fifth send into a mailbox of 4: %s", actor_strerror(rc));
+    cr_assert_eq(extra->seq, 999u, "the payload of a refused send is the caller's");
+    free(extra);
+    extra = cmd_new(OP_ECHO, 998, 0);
+    rc = actor_cast(sys, pid, actor_type_raw(), extra, sizeof(*extra));
+    cr_assert_eq(rc, ACTOR_EBUSY);
+    free(extra);
+    atomic_store(&gate_open, 1);
+    for (int i = 0; i < 4; i++) {
+        struct event e = event_wait(EV_MSG, pid, i);
+
+        cr_assert_eq(e.seq, accepted[i]);
+    }
+    barrier(pid);
+    cr_assert_eq(event_count(EV_MSG, pid), 4, "a refused message was delivered");
+    cr_assert_eq(send_noop(sys, pid), 0, "a drained mailbox takes messages again");
+}
+
+Test(spawn, list_shows_name_behaviour_and_counters)
+{
+    struct actor_spawn_opts o = {.name = "worker-1", .scheduler = -1};
+    struct dist_pid pid;
+    struct find_ctx ctx = {0}, coll = {0};
+    struct actor_stats st;
+
+    cr_assert_eq(actor_spawn(sys, NULL, &probe_behaviour, NULL, &o, &pid), 0);
+    for (int i = 0; i < 3; i++)
+        cmd_send(pid, (struct cmd){.op = OP_ECHO});
+    event_wait(EV_MSG, pid, 2);
+    ctx.pid = pid;
+    for (double end = now() + WAIT_SECONDS; now() < end; nap()) {
+        ctx = (struct find_ctx){.pid = pid};
+        actor_system_list(sys, find_cb, &ctx);
+        if (ctx.found && ctx.info.handled == 3)
+            break;
+    }
+    cr_assert_eq(ctx.found, 1, "listed %d times", ctx.found);
+    cr_assert_str_eq(ctx.name, "worker-1");
+    cr_assert_str_eq(ctx.behaviour, "probe");
+    cr_assert_eq(ctx.info.handled, 3u, "handled %llu", (unsigned long long)ctx.info.handled);
+    cr_assert_eq(ctx.info.mailbox_depth, 0u);
+    cr_assert_neq(ctx.info.state, ACTOR_EXITING);
+
+    coll.pid = collector;
+    actor_system_list(sys, find_cb, &coll);
+    cr_assert_eq(coll.found, 1);
+    cr_assert_str_eq(coll.behaviour, "collector");
+    cr_assert_str_eq(coll.name, "(null)", "an unnamed actor lists a NULL name");
+    actor_system_stats(sys, &st);
+    cr_assert_eq(coll.listed, (size_t)st.alive, "listed %zu actors, stats say %llu alive",
+                 coll.listed, (unsigned long long)st.alive);
+}
+
+Test(spawn, list_shows_a_waiting_mailbox)
+{
+    struct actor_spawn_opts o = {.scheduler = 1};
+    struct dist_pid pid;
+    struct find_ctx ctx = {0};
+
+    cr_assert_eq(actor_spawn(sys, NULL, &probe_behaviour, NULL, &o, &pid), 0);
+    cmd_send(pid, (struct cmd){.op = OP_GATE});
+    WAIT_UNTIL(atomic_load(&gate_entered));
+    for (int i = 0; i < 5; i++)
+        cmd_send(pid, (struct cmd){.op = OP_NOOP});
+    ctx.pid = pid;
+    actor_system_list(sys, find_cb, &ctx);
+    atomic_store(&gate_open, 1);
+    cr_assert_eq(ctx.found, 1);
+    cr_assert_eq(ctx.info.mailbox_depth, 5u, "depth %zu", ctx.info.mailbox_depth);
+    cr_assert_eq(ctx.info.state, ACTOR_RUNNING, "state %d while in its handler",
+                 (int)ctx.info.state);
+}
+
+Test(spawn, stats_count_spawns_exits_and_deliveries)
+{
+    struct actor_stats s0, st;
+    struct dist_pid p[5];
+    size_t ev0;
+
+    actor_system_stats(sys, &s0);
+    cr_assert_eq(s0.alive, 1u, "the collector");
+    cr_assert_eq(s0.spawned, 1u);
+    cr_assert_eq(s0.exited, 0u);
+    cr_assert_eq(s0.restarts, 0u);
+    ev0 = log_size();
+    for (int i = 0; i < 5; i++)
+        p[i] = spawn_probe(0);
+    actor_system_stats(sys, &st);
+    cr_assert_eq(st.spawned, s0.spawned + 5);
+    cr_assert_eq(st.alive, s0.alive + 5);
+    for (int i = 0; i < 5; i++)
+        cmd_send(p[i], (struct cmd){.op = OP_ECHO});
+    for (int i = 0; i < 5; i++)
+        event_wait(EV_MSG, p[i], 0);
+    cr_assert_eq(actor_kill(sys, p[0]), 0);
+    cr_assert_eq(actor_exit_signal(sys, p[1], 9), 0);
+    wait_dead(p[0]);
+    wait_dead(p[1]);
+    spawn_probe(PROBE_INIT_FAIL);
+    WAIT_UNTIL((actor_system_stats(sys, &st), st.exited == 3 && st.alive == s0.alive + 3));
+    cr_assert_eq(st.spawned, s0.spawned + 6);
+    cr_assert_eq(st.exited, 3u, "exited %llu", (unsigned long long)st.exited);
+    cr_assert_eq(st.alive, s0.alive + 3, "alive %llu", (unsigned long long)st.alive);
+    /* Quiet now: each probe handled one OP_ECHO, the collector one message per log entry. */
+    WAIT_UNTIL((actor_system_stats(sys, &st), st.delivered == s0.delivered + 5 + log_size() - ev0));
+    cr_assert_eq(st.delivered, s0.delivered + 5 + log_size() - ev0,
+                 "delivered %llu, expected %llu", (unsigned long long)st.delivered,
+                 (unsigned long long)(s0.delivered + 5 + log_size() - ev0));
+}
+
+/* ---- Shutdown ---------------------------------------------------------------------------------- */
+
+#define COUNTED_TRAP (1u << 0) /* trap exits */
+#define COUNTED_OBEY (1u << 1) /* on a trapped exit signal, exit with its reason */
+
+static atomic_int counted_inits, counted_terms, counted_shutdown, counted_killed;
+
+static int counted_init(struct actor *self, void *arg, void **state)
+{
+    atomic_fetch_add(&counted_inits, 1);
+    if ((uintptr_t)arg & COUNTED_TRAP)
+        actor_trap_exit(self, 1);
+    *state = arg;
+    return 0;
+}
+
+static int counted_handle(struct actor *self, void *state, struct actor_msg *msg)
+{
+    if (msg->kind == ACTOR_MSG_EXIT && ((uintptr_t)state & COUNTED_OBEY))
+        actor_exit(self, msg->u.exit.reason);
+    return 0;
+}
+
+static void counted_terminate(struct actor *self, void *state, int reason)
+{
+    atomic_fetch_add(&counted_terms, 1);
+    if (reason == ACTOR_SHUTDOWN)
+        atomic_fetch_add(&counted_shutdown, 1);
+    if (reason == ACTOR_KILLED)
+        atomic_fetch_add(&counted_killed, 1);
+}
+
+static const struct actor_behaviour counted_behaviour = {
+    .name = "counted",
+    .init = counted_init,
+    .handle = counted_handle,
+    .terminate = counted_terminate,
+};
+
+static void spawn_counted(int n, uintptr_t flags)
+{
+    for (int i = 0; i < n; i++) {
+        int rc = actor_spawn(sys, NULL, &counted_behaviour, (void *)flags, NULL, NULL);
+
+        cr_assert_eq(rc, 0, "spawn: %s", actor_strerror(rc));
+    }
+}
+
+Test(spawn, shutdown_runs_every_terminate)
+{
+    struct actor_stats st;
+    void *p;
+    int rc;
+
+    spawn_counted(40, 0);
+    spawn_counted(10, COUNTED_TRAP | COUNTED_OBEY);
+    WAIT_UNTIL(atomic_load(&counted_inits) == 50);
+    rc = actor_system_shutdown(sys, 5.0);
+    sys_stopped = 1;
+    cr_assert_eq(rc, 0, "shutdown: %s", actor_strerror(rc));
+    cr_assert_eq(atomic_load(&counted_terms), 50, "%d of 50 terminates ran",
+                 atomic_load(&counted_terms));
+    cr_assert_eq(atomic_load(&counted_shutdown), 50, "%d of 50 ended with shutdown",
+                 atomic_load(&counted_shutdown));
+    actor_system_stats(sys, &st);
+    cr_assert_eq(st.alive, 0u);
+    rc = actor_spawn(sys, NULL, &counted_behaviour, NULL, NULL, NULL);
+    cr_assert_eq(rc, ACTOR_ESTOPPED, "spawn after shutdown: %s", actor_strerror(rc));
+    p = malloc(8);
+    rc = actor_send(sys, collector, actor_type_raw(), p, 8);
+    cr_assert(rc == ACTOR_ESTOPPED || rc == ACTOR_ENOPROC, "send after shutdown: %s",
+              actor_strerror(rc));
+    free(p);
+}
+
+Test(spawn, shutdown_kills_actors_that_ignore_it)
+{
+    double t0;
+    int rc;
+
+    spawn_counted(3, 0);
+    spawn_counted(2, COUNTED_TRAP); /* traps the shutdown signal and carries on */
+    WAIT_UNTIL(atomic_load(&counted_inits) == 5);
+    t0 = now();
+    rc = actor_system_shutdown(sys, 0.3);
+    sys_stopped = 1;
+    cr_assert_eq(rc, ACTOR_ETIMEDOUT, "shutdown: %s", actor_strerror(rc));
+    cr_assert_lt(now() - t0, 3.0, "shutdown took %.2f s with a 0.3 s timeout", now() - t0);
+    cr_assert_geq(now() - t0, 0.25, "shutdown did not wait for the trapping actors");
+    cr_assert_eq(atomic_load(&counted_terms), 5);
+    cr_assert_eq(atomic_load(&counted_shutdown), 3);
+    cr_assert_eq(atomic_load(&counted_killed), 2, "stragglers' terminate reason is killed");
+}
+
+Test(spawn, spawn_rejects_invalid_requests)
+{
+    struct actor_spawn_opts link = {.flags = ACTOR_SPAWN_LINK, .scheduler = -1};
+    struct actor_spawn_opts mon = {.flags = ACTOR_SPAWN_MONITOR, .scheduler = -1};
+    struct dist_pid pid = {.id = 12345};
+    struct actor_stats s0, st;
+
+    actor_system_stats(sys, &s0);
+    cr_assert_eq(actor_spawn(sys, NULL, &counted_behaviour, NULL, &link, &pid), ACTOR_EINVAL,
+                 "LINK needs a spawning actor");
+    cr_assert_eq(actor_spawn(sys, NULL, &counted_behaviour, NULL, &mon, &pid), ACTOR_EINVAL,
+                 "MONITOR needs a spawning actor");
+    cr_assert_eq(actor_spawn(sys, NULL, NULL, NULL, NULL, &pid), ACTOR_EINVAL);
+    cr_assert_eq(pid.id, 12345u, "a failed spawn left *pid untouched");
+    actor_system_stats(sys, &st);
+    cr_assert_eq(st.spawned, s0.spawned);
+    cr_assert_eq(atomic_load(&counted_inits), 0, "a refused spawn ran init");
+}
+
+Test(spawn, an_actor_with_no_callbacks_drops_its_messages)
+{
+    struct dist_pid pid;
+    struct actor_stats s0, st;
+
+    actor_system_stats(sys, &s0);
+    cr_assert_eq(actor_spawn(sys, NULL, &idle_behaviour, NULL, NULL, &pid), 0);
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(send_noop(sys, pid), 0);
+    cr_assert_eq(actor_exit_signal(sys, pid, 9), 0);
+    WAIT_UNTIL(!is_alive(pid));
+    cr_assert_not(is_alive(pid));
+    WAIT_UNTIL((actor_system_stats(sys, &st), st.exited == s0.exited + 1));
+    cr_assert_eq(st.alive, s0.alive);
+}
+
+struct blocked_call {
+    struct dist_pid to;
+    int rc;
+    double took;
+};
+
+static void *blocked_call_thread(void *arg)
+{
+    struct blocked_call *bc = arg;
+    struct cmd *req = cmd_new(OP_NOOP, 0, 0);
+    struct actor_msg *reply = NULL;
+    double t0 = now();
+
+    /* A probe never answers a call. */
+    bc->rc = actor_call_wait(sys, bc->to, actor_type_raw(), req, sizeof(*req), 30.0, &reply);
+    bc->took = now() - t0;
+    if (bc->rc == 0)
+        actor_msg_free(reply);
+    return NULL;
+}
+
+Test(spawn, shutdown_wakes_a_blocked_call_wait)
+{
+    struct blocked_call bc = {.to = spawn_probe(0)};
+    pthread_t th;
+    int rc;
+
+    cr_assert_eq(pthread_create(&th, NULL, blocked_call_thread, &bc), 0);
+    event_wait(EV_OTHER, bc.to, 0); /* the call arrived */
+    rc = actor_system_shutdown(sys, 5.0);
+    sys_stopped = 1;
+    pthread_join(th, NULL);
+    cr_assert_eq(rc, 0, "shutdown: %s", actor_strerror(rc));
+    cr_assert(bc.rc == ACTOR_ENOPROC || bc.rc == ACTOR_ESTOPPED, "the waiting call got %s",
+              actor_strerror(bc.rc));
+    cr_assert_lt(bc.took, 10.0, "the call waited %.1f s after its callee was shut down", bc.took);
+}
+
+static int spawner_handle(struct actor *self, void *state, struct actor_msg *msg)
+{
+    /* Each message: a child, and another message to itself. Ends only when stopped. */
+    int rc = actor_spawn(actor_system_of(self), self, &counted_behaviour, NULL, NULL, NULL);
+
+    if (rc == 0)
+        rc = send_noop(actor_system_of(self), actor_self(self));
+    return rc == ACTOR_ESTOPPED ? 0 : rc;
+}
+
+Test(spawn, shutdown_stops_actors_that_keep_spawning)
+{
+    static const struct actor_behaviour spawner = {.name = "spawner", .handle = spawner_handle};
+    struct actor_stats st;
+    int rc;
+
+    for (int i = 0; i < 2; i++) {
+        struct dist_pid pid;
+        struct actor_spawn_opts o = {.scheduler = i};
+
+        cr_assert_eq(actor_spawn(sys, NULL, &spawner, NULL, &o, &pid), 0);
+        cr_assert_eq(send_noop(sys, pid), 0);
+    }
+    WAIT_UNTIL(atomic_load(&counted_inits) > 10000);
+    rc = actor_system_shutdown(sys, 5.0);
+    sys_stopped = 1;
+    cr_assert_eq(rc, 0, "shutdown: %s", actor_strerror(rc));
+    actor_system_stats(sys, &st);
+    cr_assert_eq(st.alive, 0u, "%llu alive after shutdown", (unsigned long long)st.alive);
+    cr_assert_eq(atomic_load(&counted_terms), atomic_load(&counted_inits),
+                 "%d actors ran init, %d terminate", atomic_load(&counted_inits),
+                 atomic_load(&counted_terms));
+}
