@@ -217,7 +217,7 @@ struct actor_spawn_opts {
     unsigned flags;                /* ACTOR_SPAWN_*; LINK and MONITOR need a spawning actor */
     const char *name;              /* register under this name; NULL for none */
     size_t mailbox_max;            /* 0 = unbounded; else sends past it get ACTOR_EBUSY */
-    int scheduler;                 /* -1 = the spawner's (or round-robin from outside) */
+    int scheduler; /* -1: the spawner's; from outside, the first (ready actors are shared) */
     struct actor_ref *monitor_ref; /* out: the monitor's reference, with ACTOR_SPAWN_MONITOR */
 };
 

@@ -23,7 +23,11 @@ static struct scheduler *pick_home(struct actor_system *sys, struct actor *paren
         return parent->home;
     if (actor__tls_sched != NULL && actor__tls_sched->sys == sys)
         return actor__tls_sched;
-    return &sys->scheds[atomic_fetch_add(&sys->rr, 1) % sys->nsched];
+    /*
+     * From outside: the first scheduler. Actors that talk to each other then start together,
+     * and work sharing spreads them once more than one is ready at a time.
+     */
+    return &sys->scheds[0];
 }
 
 static void count_spawn(struct actor_system *sys, int delta_exit)

@@ -116,7 +116,7 @@ struct actor {
     uint32_t mailbox_max;
     uint32_t root; /* spawned from outside any actor: shutdown signals it first */
     int exit_reason;
-    struct scheduler *home;
+    _Atomic(struct scheduler *) home; /* changed only by the current home's thread */
     const struct actor_behaviour *behaviour;
     void *state;
     void *arg;
@@ -157,20 +157,32 @@ struct actor_ext {
 
 /* ---- Schedulers and the system ------------------------------------------------------------ */
 
+/*
+ * A scheduler. Fields other threads touch (inbox, sleeping, idle) and fields only its own
+ * thread writes on every message sit on separate cache lines, so a busy scheduler's
+ * bookkeeping does not stall every thread that hands it work.
+ */
 struct scheduler {
+    /* read-mostly */
     struct actor_system *sys;
     unsigned index;
     pthread_t thread;
     struct ev_loop *loop;
     ev_async wake;
+    /* shared with other threads */
+    _Alignas(64) struct mpsc inbox; /* actors made ready by other threads */
     _Atomic int sleeping;
-    struct mpsc inbox;                         /* actors made ready by other threads */
-    struct mpsc_node *ready_head, *ready_tail; /* local FIFO of ready actors */
-    struct actor *free_slots;                  /* slots this thread may reuse without a lock */
+    _Atomic int idle; /* spinning or asleep: ready to take actors handed over */
+    /* this thread's own */
+    _Alignas(64) struct mpsc_node *ready_head, *ready_tail; /* local FIFO of ready actors */
+    unsigned ready_len;
     unsigned dispatches;
+    int64_t busy_since;         /* when the FIFO was last empty; 0 while it is */
+    int64_t next_poll;          /* when a spinning scheduler next polls its loop */
+    struct actor *free_slots;   /* slots this thread may reuse without a lock */
     struct envelope *env_cache; /* recycled envelopes, linked through their payload */
     unsigned env_cached;
-    _Atomic uint64_t delivered;
+    _Atomic uint64_t delivered; /* written by this thread, read by stats */
     _Atomic uint64_t spawned;
     _Atomic uint64_t exited;
 };
@@ -188,7 +200,6 @@ struct actor_system {
     pthread_mutex_t table_lock; /* chunk growth and the shared free list */
     struct actor *free_slots;   /* for threads that are not schedulers */
     _Atomic uint64_t next_ref;
-    _Atomic unsigned rr; /* round-robin home for spawns from outside */
     _Atomic uint64_t outside_spawned, outside_exited, restarts;
     pthread_mutex_t names_lock;
     struct name_entry **names;

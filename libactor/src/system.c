@@ -20,7 +20,19 @@
 _Thread_local struct scheduler *actor__tls_sched;
 _Thread_local struct actor *actor__tls_actor;
 
-#define SPIN_ROUNDS 2000 /* empty polls before a scheduler sleeps */
+/*
+ * An idle scheduler spins this long before it sleeps: waking a sleeping thread costs tens of
+ * microseconds on a VM, far more than the spin, and a busy peer usually has work for it soon.
+ */
+#define SPIN_NS 200000L
+/*
+ * Work moves only from a scheduler busy this long without a break, and at most this often:
+ * moving splits actors that talk to each other, and a message between schedulers costs far
+ * more than one within a scheduler, so only a lasting backlog is worth it.
+ */
+#define SHARE_AFTER_NS 20000000L
+/* While spinning, the loop is polled for due timers this often. */
+#define POLL_NS 50000L
 
 /* ---- MPSC queue ------------------------------------------------------------------------------ */
 
@@ -95,6 +107,7 @@ void actor__log(struct actor_system *sys, int level, const char *fmt, ...)
 
 static void ready_push(struct scheduler *s, struct actor *a)
 {
+    s->ready_len++;
     a->rq.next = NULL;
     if (s->ready_tail != NULL)
         atomic_store_explicit(&s->ready_tail->next, &a->rq, memory_order_relaxed);
@@ -109,6 +122,7 @@ static struct actor *ready_pop(struct scheduler *s)
 
     if (n == NULL)
         return NULL;
+    s->ready_len--;
     s->ready_head = atomic_load_explicit(&n->next, memory_order_relaxed);
     if (s->ready_head == NULL)
         s->ready_tail = NULL;
@@ -153,18 +167,88 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
 }
 
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* the vDSO: no system call */
+    return (int64_t)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
 /* Spin, then sleep until woken or a timer is due. */
 static void idle(struct scheduler *s)
 {
-    for (int i = 0; i < SPIN_ROUNDS; i++) {
+    int64_t until = now_ns() + SPIN_NS;
+
+    atomic_store_explicit(&s->idle, 1, memory_order_relaxed);
+    for (unsigned i = 0;; i++) {
         if (actor__mpsc_maybe_nonempty(&s->inbox) || atomic_load(&s->sys->stopping))
-            return;
+            goto out;
         __builtin_ia32_pause();
+        if ((i & 63) != 63)
+            continue;
+        int64_t now = now_ns();
+        if (now >= until)
+            break;
+        /* Timers due while spinning: polled now and then, not on every empty queue. */
+        if (now >= s->next_poll) {
+            s->next_poll = now + POLL_NS;
+            ev_run(s->loop, EVRUN_NOWAIT);
+            if (s->ready_head != NULL)
+                goto out;
+        }
     }
     atomic_store(&s->sleeping, 1);
     if (!actor__mpsc_maybe_nonempty(&s->inbox) && !atomic_load(&s->sys->stopping))
         ev_run(s->loop, EVRUN_ONCE);
     atomic_store(&s->sleeping, 0);
+out:
+    atomic_store_explicit(&s->idle, 0, memory_order_relaxed);
+}
+
+/* An idle scheduler other than @s, or NULL. */
+static struct scheduler *idle_peer(struct scheduler *s)
+{
+    struct actor_system *sys = s->sys;
+
+    for (unsigned i = 1; i < sys->nsched; i++) {
+        struct scheduler *p = &sys->scheds[(s->index + i) % sys->nsched];
+        if (atomic_load_explicit(&p->idle, memory_order_relaxed))
+            return p;
+    }
+    return NULL;
+}
+
+/*
+ * Work sharing: with actors waiting here and a peer idle, hand it half of them. An actor
+ * moves only from its home's own thread and only while queued, not running, so senders'
+ * same-scheduler fast path stays sound. Actors with timers or calls in flight stay, since
+ * those live on this loop.
+ */
+static void share(struct scheduler *s)
+{
+    struct scheduler *peer;
+    unsigned give;
+
+    if (s->ready_len < 2 || (s->dispatches & 63) != 0)
+        return;
+    if (s->busy_since == 0 || now_ns() - s->busy_since < SHARE_AFTER_NS)
+        return;
+    peer = idle_peer(s);
+    if (peer == NULL)
+        return;
+    s->busy_since = now_ns(); /* the next hand-over waits its turn */
+    give = s->ready_len / 2;
+    for (unsigned i = 0, n = s->ready_len; i < n && give > 0; i++) {
+        struct actor *a = ready_pop(s);
+        if (a->ext != NULL && (a->ext->timers != NULL || a->ext->calls != NULL)) {
+            ready_push(s, a);
+            continue;
+        }
+        atomic_store_explicit(&a->home, peer, memory_order_relaxed);
+        actor__schedule(a);
+        give--;
+    }
 }
 
 static void *scheduler_main(void *arg)
@@ -179,12 +263,14 @@ static void *scheduler_main(void *arg)
         drain_inbox(s);
         a = ready_pop(s);
         if (a == NULL) {
-            ev_run(s->loop, EVRUN_NOWAIT);
-            if (s->ready_head == NULL)
-                idle(s);
+            s->busy_since = 0;
+            idle(s);
             continue;
         }
+        if (s->busy_since == 0)
+            s->busy_since = now_ns();
         actor__run(s, a);
+        share(s);
         if (++s->dispatches % EV_POLL_EVERY == 0)
             ev_run(s->loop, EVRUN_NOWAIT);
     }
@@ -214,7 +300,9 @@ int actor_system_new(const struct actor_system_opts *opts, struct actor_system *
         sys->nsched = MAX_SCHEDULERS;
     if (sys->opts.creation == 0)
         sys->opts.creation = 1;
-    sys->scheds = calloc(sys->nsched, sizeof(*sys->scheds));
+    sys->scheds = aligned_alloc(_Alignof(struct scheduler), sys->nsched * sizeof(*sys->scheds));
+    if (sys->scheds != NULL)
+        memset(sys->scheds, 0, sys->nsched * sizeof(*sys->scheds));
     if (sys->scheds == NULL) {
         free(sys);
         return ACTOR_ENOMEM;
@@ -311,15 +399,16 @@ static int wait_dead(struct actor_system *sys, long ms, int roots_only)
  */
 int actor_system_shutdown(struct actor_system *sys, double timeout)
 {
-    long budget = (long)(timeout * 1000.0);
+    int64_t deadline = now_ns() + (int64_t)(timeout * 1e9);
     int rc = 0;
 
     if (sys == NULL || !atomic_load(&sys->running) || actor__tls_sched != NULL)
         return ACTOR_EINVAL;
+    /* One budget for both rounds: the roots first, then whatever is left. */
     signal_live(sys, ACTOR_SHUTDOWN, 1);
-    wait_dead(sys, budget, 1);
+    wait_dead(sys, (deadline - now_ns()) / 1000000, 1);
     signal_live(sys, ACTOR_SHUTDOWN, 0);
-    if (!wait_dead(sys, budget, 0)) {
+    if (!wait_dead(sys, (deadline - now_ns()) / 1000000, 0)) {
         actor__log(sys, 1, "shutdown: killing actors still alive after %.3f s", timeout);
         rc = ACTOR_ETIMEDOUT;
         signal_live(sys, ACTOR_KILL, 0);

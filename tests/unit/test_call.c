@@ -393,6 +393,9 @@ static int probe_handle(struct actor *self, void *state, struct actor_msg *msg)
         return probe_command(self, c);
     case ACTOR_MSG_EXIT:
         report(EV_EXIT, msg->u.exit.reason, 0, 0, msg->u.exit.pid);
+        /* A trapping probe obeys the system's shutdown, so that teardown need not kill it. */
+        if (msg->u.exit.reason == ACTOR_SHUTDOWN && dist_pid_is_none(msg->u.exit.pid))
+            actor_exit(self, ACTOR_SHUTDOWN);
         return 0;
     case ACTOR_MSG_DOWN:
         report(EV_DOWN, msg->u.down.reason, 0, msg->u.down.ref.id, msg->u.down.pid);
@@ -637,6 +640,7 @@ enum call_op {
     SV_DEFER,      /* keep the request; reply value + 1 on SV_RELEASE */
     SV_RELEASE,    /* (user message) answer the kept request */
     SV_REPLY_USER, /* (user message) actor_reply() to this non-call message */
+    SV_ECHO_TWICE, /* reply value + 1, then value + 2 */
 };
 
 struct callprobe {
@@ -741,6 +745,10 @@ static int callprobe_serve(struct actor *self, struct callprobe *cp, struct acto
     switch (c->op) {
     case SV_ECHO:
         reply_value(self, msg, c->a + 1);
+        return 0;
+    case SV_ECHO_TWICE:
+        reply_value(self, msg, c->a + 1);
+        reply_value(self, msg, c->a + 2);
         return 0;
     case SV_CRASH:
         return 42;
@@ -1158,4 +1166,29 @@ Test(call, cast_is_a_send)
     e = event_wait(EV_MSG, p, 0);
     cr_assert_eq(e.seq, 31337u);
     cr_assert(dist_pid_is_none(e.pid));
+}
+
+Test(call, a_second_reply_is_dropped)
+{
+    struct dist_pid s = spawn_cp(-1), c = spawn_cp(-1);
+    uint64_t call = call_from(c, s, SV_ECHO_TWICE, 1, 5.0);
+    struct actor_msg *reply = NULL;
+    int rc;
+
+    cr_assert_eq(wait_cont(c, call).a, 2u, "the first reply answers");
+    event_wait(EV_REPLIED, s, 1);
+    cmd_run(s, (struct cmd){.op = OP_SEND, .pid = c, .a = 777}); /* behind the second reply */
+    event_wait(EV_MSG, c, 0);
+    cr_assert_eq(event_count(EV_CONT, c), 1, "the continuation ran twice");
+    cr_assert_eq(event_count(EV_OTHER, c), 0, "the second reply arrived as a message");
+
+    rc = call_wait(s, SV_ECHO_TWICE, 10, 5.0, &reply);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(reply_value_of(reply), 11u);
+    actor_msg_free(reply);
+    rc = call_wait(s, SV_ECHO, 20, 5.0, &reply);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(reply_value_of(reply), 21u, "a stale second reply answered a new call");
+    actor_msg_free(reply);
+    assert_clean();
 }

@@ -392,6 +392,9 @@ static int probe_handle(struct actor *self, void *state, struct actor_msg *msg)
         return probe_command(self, c);
     case ACTOR_MSG_EXIT:
         report(EV_EXIT, msg->u.exit.reason, 0, 0, msg->u.exit.pid);
+        /* A trapping probe obeys the system's shutdown, so that teardown need not kill it. */
+        if (msg->u.exit.reason == ACTOR_SHUTDOWN && dist_pid_is_none(msg->u.exit.pid))
+            actor_exit(self, ACTOR_SHUTDOWN);
         return 0;
     case ACTOR_MSG_DOWN:
         report(EV_DOWN, msg->u.down.reason, 0, msg->u.down.ref.id, msg->u.down.pid);
@@ -895,4 +898,19 @@ Test(links, an_exit_signal_from_a_linked_actor_keeps_the_link)
     cmd_send(b, (struct cmd){.op = OP_FAIL, .arg = 43});
     cr_assert_eq(wait_dead(b).rc, 43);
     cr_assert_eq(wait_dead(a).rc, 43, "the link was dropped by the exit signal");
+}
+
+Test(links, linking_to_a_stale_pid_gives_noproc)
+{
+    struct dist_pid t = spawn_probe(PROBE_TRAP), other = spawn_probe(0), stale = other;
+    struct event e;
+
+    stale.creation++;
+    link_pair(t, stale);
+    e = event_wait(EV_EXIT, t, 0);
+    cr_assert_eq(e.rc, ACTOR_NOPROC);
+    cr_assert(dist_pid_eq(e.pid, stale));
+    cmd_send(t, (struct cmd){.op = OP_FAIL, .arg = 5});
+    wait_dead(t);
+    assert_survives(other); /* the live actor with that id was never linked */
 }

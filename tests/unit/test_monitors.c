@@ -392,6 +392,9 @@ static int probe_handle(struct actor *self, void *state, struct actor_msg *msg)
         return probe_command(self, c);
     case ACTOR_MSG_EXIT:
         report(EV_EXIT, msg->u.exit.reason, 0, 0, msg->u.exit.pid);
+        /* A trapping probe obeys the system's shutdown, so that teardown need not kill it. */
+        if (msg->u.exit.reason == ACTOR_SHUTDOWN && dist_pid_is_none(msg->u.exit.pid))
+            actor_exit(self, ACTOR_SHUTDOWN);
         return 0;
     case ACTOR_MSG_DOWN:
         report(EV_DOWN, msg->u.down.reason, 0, msg->u.down.ref.id, msg->u.down.pid);
@@ -858,4 +861,31 @@ Test(monitors, watchers_that_end_first_leave_nothing_behind)
     WAIT_UNTIL((actor_system_stats(sys, &st), st.alive == st0.alive - 1));
     cr_assert_eq(st.alive, st0.alive - 1);
     cr_assert_eq(event_count(EV_DOWN, DIST_PID_NONE), 0);
+}
+
+Test(monitors, monitoring_a_stale_pid_gives_noproc)
+{
+    struct dist_pid w = spawn_probe(0), t = spawn_probe(0), stale = t;
+    struct event m, d;
+
+    stale.creation++;
+    m = monitor(w, stale);
+    d = event_wait(EV_DOWN, w, 0);
+    cr_assert_eq(d.a, m.a);
+    cr_assert_eq(d.rc, ACTOR_NOPROC);
+    cr_assert(dist_pid_eq(d.pid, stale));
+    cr_assert_eq(event_count(EV_OTHER, t), 0);
+}
+
+Test(monitors, a_spawn_monitor_can_be_removed)
+{
+    struct dist_pid w = spawn_probe(0);
+    struct event r = cmd_run(w, (struct cmd){.op = OP_SPAWN, .arg = ACTOR_SPAWN_MONITOR});
+
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(cmd_run(w, (struct cmd){.op = OP_DEMONITOR, .a = r.a}).rc, 0);
+    cmd_send(r.pid, (struct cmd){.op = OP_FAIL, .arg = 42});
+    wait_dead(r.pid);
+    assert_survives(w);
+    cr_assert_eq(event_count(EV_DOWN, w), 0);
 }

@@ -188,6 +188,111 @@ Test(stress, a_million_spawn_exit_cycles)
     cr_log_info("%llu spawn/exit cycles in %.2f s", (unsigned long long)total, now() - t0);
 }
 
+/* Several threads spawn and stop actors at once: the process table's free lists under load. */
+#define SPAWN_THREADS 4
+
+static void *spawn_thread(void *arg)
+{
+    uint64_t n = *(uint64_t *)arg;
+    struct dist_pid pids[1000];
+
+    for (uint64_t done = 0; done < n;) {
+        uint64_t k = n - done < 1000 ? n - done : 1000;
+
+        for (uint64_t i = 0; i < k; i++)
+            if (actor_spawn(sys, NULL, &cycler, NULL, NULL, &pids[i]) != 0)
+                atomic_fetch_add(&cyc_bad, 1);
+        for (uint64_t i = 0; i < k; i++)
+            if (send_smsg(sys, pids[i], M_STOP, 0, 0) != 0)
+                atomic_fetch_add(&cyc_bad, 1);
+        done += k;
+    }
+    return NULL;
+}
+
+Test(stress, threads_spawn_and_stop_at_once)
+{
+    uint64_t per_thread = scaled(100000), total = per_thread * SPAWN_THREADS;
+    struct actor_stats s0 = stats(), st;
+    pthread_t th[SPAWN_THREADS];
+
+    for (int i = 0; i < SPAWN_THREADS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, spawn_thread, &per_thread), 0);
+    for (int i = 0; i < SPAWN_THREADS; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(atomic_load(&cyc_bad), 0u, "a spawn or a send failed");
+    WAIT_UNTIL((st = stats(), st.alive == s0.alive), 60.0);
+    cr_assert_eq(st.alive, s0.alive, "%llu still alive", (unsigned long long)(st.alive - s0.alive));
+    cr_assert_eq(st.spawned - s0.spawned, total);
+    WAIT_UNTIL(atomic_load(&cyc_terms) == total, 10.0);
+    cr_assert_eq(atomic_load(&cyc_terms), total);
+}
+
+/* ---- Sends racing the death of their target ---------------------------------------------------- */
+
+#define RACE_THREADS 4
+
+static struct dist_pid race_target;
+static _Atomic int race_go;
+static atomic_uint_fast64_t race_accepted, race_handled, race_revived, race_other_err;
+
+static int counter_handle(struct actor *self, void *state, struct actor_msg *msg)
+{
+    atomic_fetch_add_explicit(&race_handled, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* Send until refused; a dead PID must then stay dead, whatever reuses its slot. */
+static void *race_thread(void *arg)
+{
+    struct dist_pid to = race_target;
+    int rc;
+
+    while (!atomic_load(&race_go))
+        ;
+    for (;;) {
+        rc = send_smsg(sys, to, M_DATA, 0, 0);
+        if (rc != 0)
+            break;
+        atomic_fetch_add_explicit(&race_accepted, 1, memory_order_relaxed);
+    }
+    if (rc != ACTOR_ENOPROC)
+        atomic_fetch_add(&race_other_err, 1);
+    for (int i = 0; i < 2000; i++)
+        if (send_smsg(sys, to, M_DATA, 0, 0) == 0)
+            atomic_fetch_add(&race_revived, 1);
+    return NULL;
+}
+
+Test(stress, sends_racing_a_death)
+{
+    static const struct actor_behaviour counter = {.name = "counter", .handle = counter_handle};
+    int rounds = (int)scaled(50) > 0 ? (int)scaled(50) : 1;
+
+    for (int round = 0; round < rounds; round++) {
+        pthread_t th[RACE_THREADS];
+        struct actor_spawn_opts o = {.scheduler = round % 2};
+        uint64_t before = atomic_load(&race_handled);
+
+        atomic_store(&race_go, 0);
+        cr_assert_eq(actor_spawn(sys, NULL, &counter, NULL, &o, &race_target), 0);
+        for (int i = 0; i < RACE_THREADS; i++)
+            cr_assert_eq(pthread_create(&th[i], NULL, race_thread, NULL), 0);
+        atomic_store(&race_go, 1);
+        WAIT_UNTIL(atomic_load(&race_handled) - before > 2000, 10.0);
+        cr_assert_eq(actor_kill(sys, race_target), 0);
+        /* New actors, likely in the dead one's slot, while the threads still send. */
+        for (int i = 0; i < 100; i++)
+            cr_assert_eq(actor_spawn(sys, NULL, &counter, NULL, &o, NULL), 0);
+        for (int i = 0; i < RACE_THREADS; i++)
+            pthread_join(th[i], NULL);
+    }
+    cr_assert_eq(atomic_load(&race_other_err), 0u, "a send failed with other than ENOPROC");
+    cr_assert_eq(atomic_load(&race_revived), 0u, "%llu sends to a dead PID were accepted",
+                 (unsigned long long)atomic_load(&race_revived));
+    cr_assert_leq(atomic_load(&race_handled), atomic_load(&race_accepted));
+}
+
 /* ---- 10,000,000 messages, per-sender order ---------------------------------------------------- */
 
 #define N_ACTOR_SENDERS 4

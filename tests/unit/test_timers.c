@@ -393,6 +393,9 @@ static int probe_handle(struct actor *self, void *state, struct actor_msg *msg)
         return probe_command(self, c);
     case ACTOR_MSG_EXIT:
         report(EV_EXIT, msg->u.exit.reason, 0, 0, msg->u.exit.pid);
+        /* A trapping probe obeys the system's shutdown, so that teardown need not kill it. */
+        if (msg->u.exit.reason == ACTOR_SHUTDOWN && dist_pid_is_none(msg->u.exit.pid))
+            actor_exit(self, ACTOR_SHUTDOWN);
         return 0;
     case ACTOR_MSG_DOWN:
         report(EV_DOWN, msg->u.down.reason, 0, msg->u.down.ref.id, msg->u.down.pid);
