@@ -214,10 +214,10 @@ struct actor_behaviour {
 #define ACTOR_SPAWN_MONITOR (1u << 1) /* the spawning actor monitors it; ref in monitor_ref */
 
 struct actor_spawn_opts {
-    unsigned flags;                /* ACTOR_SPAWN_*; LINK and MONITOR need a spawning actor */
-    const char *name;              /* register under this name; NULL for none */
-    size_t mailbox_max;            /* 0 = unbounded; else sends past it get ACTOR_EBUSY */
-    int scheduler; /* -1: the spawner's; from outside, the first (ready actors are shared) */
+    unsigned flags;     /* ACTOR_SPAWN_*; LINK and MONITOR need a spawning actor */
+    const char *name;   /* register under this name; NULL for none */
+    size_t mailbox_max; /* 0 = unbounded; else sends past it get ACTOR_EBUSY */
+    int scheduler;      /* -1: the spawner's, or the first from outside; 0.. pins (0 is one) */
     struct actor_ref *monitor_ref; /* out: the monitor's reference, with ACTOR_SPAWN_MONITOR */
 };
 
@@ -255,7 +255,9 @@ ACTOR_API void actor_exit(struct actor *self, int reason);
 /*
  * actor_exit_signal: send an exit signal to @to, as Erlang's exit/2. ACTOR_KILL always ends
  * the target; ACTOR_NORMAL is ignored unless it traps exits; other reasons end it unless it
- * traps exits, when it gets an ACTOR_MSG_EXIT instead. Returns 0 or ACTOR_ENOPROC.
+ * traps exits, when it gets an ACTOR_MSG_EXIT instead, in order with its messages. A signal
+ * that ends the target does so before it handles the messages already queued, as on the BEAM.
+ * Returns 0 or ACTOR_ENOPROC.
  */
 ACTOR_API int actor_exit_signal(struct actor_system *sys, struct dist_pid to, int reason);
 
@@ -358,9 +360,10 @@ ACTOR_API int actor_call_wait(struct actor_system *sys, struct dist_pid to,
 ACTOR_API void actor_msg_free(struct actor_msg *msg);
 
 /*
- * actor_reply: answer @request (an ACTOR_MSG_CALL the running actor received). Payload
- * ownership as actor_send. A caller that gave up meanwhile drops the reply. Returns 0 or
- * ACTOR_EINVAL.
+ * actor_reply: answer @request (an ACTOR_MSG_CALL the running actor received). The reply may
+ * come later, from another callback: keep a copy of the struct actor_msg (its from and
+ * u.call.ref are all that is used). Payload ownership as actor_send. A caller that gave up
+ * meanwhile drops the reply. Returns 0 or ACTOR_EINVAL.
  */
 ACTOR_API int actor_reply(struct actor *self, const struct actor_msg *request,
                           const struct actor_type *type, void *payload, size_t size);

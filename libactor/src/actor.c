@@ -289,9 +289,24 @@ int actor_cast(struct actor_system *sys, struct dist_pid to, const struct actor_
     return actor_send(sys, to, type, payload, size);
 }
 
+/*
+ * An exit signal goes in the mailbox, in order, and is also flagged on the target, so that
+ * one that kills does so before the messages queued ahead of it are handled, as on the BEAM.
+ * A kill overrides any other pending reason.
+ */
 int actor_exit_signal(struct actor_system *sys, struct dist_pid to, int reason)
 {
-    return actor__signal(sys, to, ENV_EXIT, current_pid(sys), reason, 0);
+    int rc = actor__signal(sys, to, ENV_EXIT, current_pid(sys), reason, 0);
+    struct actor *a = rc == 0 ? actor__lookup(sys, to) : NULL;
+    uint64_t flag = EXIT_PENDING | (uint32_t)reason, none = 0;
+
+    if (a == NULL || reason == ACTOR_NORMAL)
+        return rc;
+    if (reason == ACTOR_KILL)
+        atomic_store_explicit(&a->exit_pending, flag, memory_order_release);
+    else
+        atomic_compare_exchange_strong(&a->exit_pending, &none, flag);
+    return rc;
 }
 
 int actor_kill(struct actor_system *sys, struct dist_pid to)

@@ -92,6 +92,7 @@ int actor_spawn(struct actor_system *sys, struct actor *parent,
     a->arg = arg;
     a->state = NULL;
     a->flags = AF_NEED_INIT | AF_LIVE;
+    atomic_store_explicit(&a->exit_pending, 0, memory_order_relaxed);
     a->root = parent == NULL && actor__tls_actor == NULL;
     a->exit_reason = 0;
     a->mailbox_max = (uint32_t)(opts->mailbox_max > UINT32_MAX ? UINT32_MAX : opts->mailbox_max);
@@ -344,6 +345,24 @@ static int process(struct actor *a, struct envelope *env)
     return rc;
 }
 
+/*
+ * A flagged exit signal: a kill, or one an actor that does not trap exits dies of, ends it
+ * now. One it traps waits its turn in the mailbox. Returns 1 if the actor is now exiting.
+ */
+static int exit_jumps_queue(struct actor *a)
+{
+    uint64_t flag = atomic_exchange_explicit(&a->exit_pending, 0, memory_order_acquire);
+    int reason = (int)(uint32_t)flag;
+
+    if (flag == 0)
+        return 0;
+    if (reason == ACTOR_KILL)
+        actor_exit(a, ACTOR_KILLED);
+    else if (!(a->flags & AF_TRAP_EXIT))
+        actor_exit(a, reason);
+    return (a->flags & AF_EXITING) != 0;
+}
+
 static int run_init(struct actor *a)
 {
     a->flags &= ~AF_NEED_INIT;
@@ -372,6 +391,9 @@ void actor__run(struct scheduler *s, struct actor *a)
         }
     }
     while (done < ACTOR_BATCH && !(a->flags & AF_EXITING)) {
+        if (atomic_load_explicit(&a->exit_pending, memory_order_relaxed) != 0 &&
+            exit_jumps_queue(a))
+            break;
         struct mpsc_node *n = actor__mpsc_pop(&a->mailbox);
         if (n == NULL)
             break;

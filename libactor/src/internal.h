@@ -93,6 +93,9 @@ struct envelope {
 #define GATE_CLOSED  (1ull << 31)
 #define GATE_SENDERS (GATE_CLOSED - 1)
 
+/* exit_pending: set with the reason in the low 32 bits */
+#define EXIT_PENDING (1ull << 32)
+
 #define AF_TRAP_EXIT (1u << 0) /* exit signals become messages */
 #define AF_NEED_INIT (1u << 1) /* init has not run yet */
 #define AF_EXITING   (1u << 2) /* actor_exit() was called, or a signal killed it */
@@ -107,10 +110,11 @@ struct actor {
     struct mpsc mailbox;
     struct mpsc_node rq; /* link in a scheduler's ready queue or inbox */
     _Atomic uint64_t gate;
-    _Atomic uint32_t sched;   /* RUN_* */
-    _Atomic uint32_t pushed;  /* envelopes ever pushed (senders add, atomically) */
-    _Atomic uint32_t popped;  /* envelopes taken (the owner alone writes it) */
-    _Atomic uint32_t running; /* in a callback now, for introspection */
+    _Atomic uint32_t sched;        /* RUN_* */
+    _Atomic uint32_t pushed;       /* envelopes ever pushed (senders add, atomically) */
+    _Atomic uint32_t popped;       /* envelopes taken (the owner alone writes it) */
+    _Atomic uint32_t running;      /* in a callback now, for introspection */
+    _Atomic uint64_t exit_pending; /* EXIT_PENDING | reason: an exit signal jumping the queue */
     uint32_t slot;
     uint32_t flags; /* AF_*, owned by the home thread */
     uint32_t mailbox_max;

@@ -32,7 +32,7 @@
 #define HARNESS_FN static __attribute__((unused))
 
 #define WAIT_SECONDS 10.0
-#define MAX_EVENTS 65536
+#define MAX_EVENTS   65536
 
 enum ev_kind {
     EV_INIT = 1,   /* a probe's init ran: a = its flags */
@@ -63,7 +63,7 @@ static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct event ev_log[MAX_EVENTS];
 static size_t ev_count;
 static atomic_uint_fast64_t next_seq = 1;
-static uint64_t last_try_seq; /* the seq of cmd_try()'s last command */
+static uint64_t last_try_seq;   /* the seq of cmd_try()'s last command */
 static atomic_int gate_open;    /* OP_GATE waits for this */
 static atomic_int gate_entered; /* set by OP_GATE once it waits */
 
@@ -183,8 +183,8 @@ HARNESS_FN struct event event_wait(int kind, struct dist_pid from, int nth)
     struct event e = {0};
 
     WAIT_UNTIL(event_find(kind, from, 0, nth, &e) >= 0);
-    cr_assert(event_find(kind, from, 0, nth, &e) >= 0, "event %d #%d from %s never came", kind,
-              nth, pidstr(from));
+    cr_assert(event_find(kind, from, 0, nth, &e) >= 0, "event %d #%d from %s never came", kind, nth,
+              pidstr(from));
     return e;
 }
 
@@ -221,10 +221,10 @@ struct cmd {
     struct dist_pid pid;
 };
 
-#define PROBE_TRAP      (1u << 0) /* trap exits from init on */
-#define PROBE_INIT_FAIL (1u << 1) /* init returns PROBE_INIT_REASON */
+#define PROBE_TRAP        (1u << 0) /* trap exits from init on */
+#define PROBE_INIT_FAIL   (1u << 1) /* init returns PROBE_INIT_REASON */
 #define PROBE_INIT_REASON 77
-#define PROBE_MAGIC 0x70726f62u
+#define PROBE_MAGIC       0x70726f62u
 
 struct probe {
     uint32_t magic;
@@ -259,8 +259,8 @@ static int probe_spawn(struct actor *self, const struct cmd *c)
     struct actor_ref ref = {0};
     struct dist_pid child = DIST_PID_NONE;
     struct actor_spawn_opts o = {.flags = (unsigned)c->arg, .scheduler = -1, .monitor_ref = &ref};
-    int rc = actor_spawn(actor_system_of(self), self, &probe_behaviour, (void *)(uintptr_t)c->a,
-                         &o, &child);
+    int rc = actor_spawn(actor_system_of(self), self, &probe_behaviour, (void *)(uintptr_t)c->a, &o,
+                         &child);
 
     report(EV_RESULT, rc, c->seq, ref.id, child);
     return 0;
@@ -278,8 +278,7 @@ static int probe_timer(struct actor *self, const struct cmd *c)
     } else {
         void *echo = cmd_new(OP_ECHO, c->a, 0);
 
-        rc = actor_send_after(self, c->d1, c->pid, actor_type_raw(), echo, sizeof(struct cmd),
-                              &id);
+        rc = actor_send_after(self, c->d1, c->pid, actor_type_raw(), echo, sizeof(struct cmd), &id);
         if (rc != 0)
             free(echo);
     }
@@ -632,13 +631,14 @@ HARNESS_FN void assert_clean(void)
 #define EV_REPLIED (EV_BAD + 3) /* actor_reply() returned rc */
 
 enum call_op {
-    OP_CALL = 100, /* actor_call(pid, server op arg, value a, timeout d1); continuation returns d2 */
-    OP_CALL_WAIT,  /* actor_call_wait() from this handler; result a = elapsed ms */
-    SV_ECHO,       /* (server op) reply value + 1 */
-    SV_IGNORE,     /* never reply */
-    SV_CRASH,      /* crash with 42 without replying */
-    SV_DEFER,      /* keep the request; reply value + 1 on SV_RELEASE */
-    SV_RELEASE,    /* (user message) answer the kept request */
+    OP_CALL =
+        100,      /* actor_call(pid, server op arg, value a, timeout d1); continuation returns d2 */
+    OP_CALL_WAIT, /* actor_call_wait() from this handler; result a = elapsed ms */
+    SV_ECHO,      /* (server op) reply value + 1 */
+    SV_IGNORE,    /* never reply */
+    SV_CRASH,     /* crash with 42 without replying */
+    SV_DEFER,     /* keep the request; reply value + 1 on SV_RELEASE */
+    SV_RELEASE,   /* (user message) answer the kept request */
     SV_REPLY_USER, /* (user message) actor_reply() to this non-call message */
     SV_ECHO_TWICE, /* reply value + 1, then value + 2 */
 };
@@ -825,8 +825,8 @@ static struct dist_pid spawn_cp(int scheduler)
 static uint64_t call_from(struct dist_pid caller, struct dist_pid server, int op, uint64_t value,
                           double timeout)
 {
-    struct event r = cmd_run(caller, (struct cmd){.op = OP_CALL, .arg = op, .a = value,
-                                                  .d1 = timeout, .pid = server});
+    struct event r = cmd_run(
+        caller, (struct cmd){.op = OP_CALL, .arg = op, .a = value, .d1 = timeout, .pid = server});
 
     cr_assert_eq(r.rc, 0, "actor_call: %s", actor_strerror(r.rc));
     return r.seq;
@@ -886,8 +886,7 @@ Test(call, call_wait_from_a_thread_gets_the_reply)
 
     cr_assert_eq(rc, 0, "actor_call_wait: %s", actor_strerror(rc));
     cr_assert_eq(reply_value_of(reply), 42u);
-    cr_assert(dist_pid_eq(reply->from, s), "reply from %s, not %s", pidstr(reply->from),
-              pidstr(s));
+    cr_assert(dist_pid_eq(reply->from, s), "reply from %s, not %s", pidstr(reply->from), pidstr(s));
     actor_msg_free(reply);
     called = event_wait(EV_CALLED, s, 0);
     cr_assert_eq(called.a, 41u);
@@ -925,8 +924,8 @@ Test(call, call_in_an_actor_does_not_block_it)
     i_call = event_find(EV_RESULT, c, call, 0, NULL);
     i_echo = event_find(EV_MSG, c, echo, 0, NULL);
     i_cont = event_find(EV_CONT, c, call, 0, NULL);
-    cr_assert(i_call < i_echo && i_echo < i_cont, "call %ld, other message %ld, reply %ld",
-              i_call, i_echo, i_cont);
+    cr_assert(i_call < i_echo && i_echo < i_cont, "call %ld, other message %ld, reply %ld", i_call,
+              i_echo, i_cont);
     barrier(c);
     cr_assert_eq(event_count(EV_CONT, c), 1, "the continuation ran twice");
     assert_clean();
@@ -938,8 +937,7 @@ Test(call, the_callee_sees_a_call_from_the_caller)
     uint64_t call = call_from(c, s, SV_ECHO, 7, 5.0);
     struct event e = event_wait(EV_CALLED, s, 0);
 
-    cr_assert(dist_pid_eq(e.pid, c), "the request came from %s, not %s", pidstr(e.pid),
-              pidstr(c));
+    cr_assert(dist_pid_eq(e.pid, c), "the request came from %s, not %s", pidstr(e.pid), pidstr(c));
     cr_assert_eq(wait_cont(c, call).a, 8u);
     cr_assert_eq(event_wait(EV_REPLIED, s, 0).rc, 0);
 }
@@ -1103,8 +1101,8 @@ Test(call, several_calls_in_flight)
 Test(call, a_failing_continuation_crashes_the_caller)
 {
     struct dist_pid s = spawn_cp(-1), c = spawn_cp(-1);
-    struct event r = cmd_run(c, (struct cmd){.op = OP_CALL, .arg = SV_ECHO, .a = 1, .d1 = 5.0,
-                                             .d2 = 13, .pid = s});
+    struct event r = cmd_run(
+        c, (struct cmd){.op = OP_CALL, .arg = SV_ECHO, .a = 1, .d1 = 5.0, .d2 = 13, .pid = s});
 
     cr_assert_eq(r.rc, 0);
     wait_cont(c, r.seq);

@@ -31,7 +31,7 @@
 #define HARNESS_FN static __attribute__((unused))
 
 #define WAIT_SECONDS 10.0
-#define MAX_EVENTS 65536
+#define MAX_EVENTS   65536
 
 enum ev_kind {
     EV_INIT = 1,   /* a probe's init ran: a = its flags */
@@ -62,7 +62,7 @@ static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct event ev_log[MAX_EVENTS];
 static size_t ev_count;
 static atomic_uint_fast64_t next_seq = 1;
-static uint64_t last_try_seq; /* the seq of cmd_try()'s last command */
+static uint64_t last_try_seq;   /* the seq of cmd_try()'s last command */
 static atomic_int gate_open;    /* OP_GATE waits for this */
 static atomic_int gate_entered; /* set by OP_GATE once it waits */
 
@@ -182,8 +182,8 @@ HARNESS_FN struct event event_wait(int kind, struct dist_pid from, int nth)
     struct event e = {0};
 
     WAIT_UNTIL(event_find(kind, from, 0, nth, &e) >= 0);
-    cr_assert(event_find(kind, from, 0, nth, &e) >= 0, "event %d #%d from %s never came", kind,
-              nth, pidstr(from));
+    cr_assert(event_find(kind, from, 0, nth, &e) >= 0, "event %d #%d from %s never came", kind, nth,
+              pidstr(from));
     return e;
 }
 
@@ -220,10 +220,10 @@ struct cmd {
     struct dist_pid pid;
 };
 
-#define PROBE_TRAP      (1u << 0) /* trap exits from init on */
-#define PROBE_INIT_FAIL (1u << 1) /* init returns PROBE_INIT_REASON */
+#define PROBE_TRAP        (1u << 0) /* trap exits from init on */
+#define PROBE_INIT_FAIL   (1u << 1) /* init returns PROBE_INIT_REASON */
 #define PROBE_INIT_REASON 77
-#define PROBE_MAGIC 0x70726f62u
+#define PROBE_MAGIC       0x70726f62u
 
 struct probe {
     uint32_t magic;
@@ -258,8 +258,8 @@ static int probe_spawn(struct actor *self, const struct cmd *c)
     struct actor_ref ref = {0};
     struct dist_pid child = DIST_PID_NONE;
     struct actor_spawn_opts o = {.flags = (unsigned)c->arg, .scheduler = -1, .monitor_ref = &ref};
-    int rc = actor_spawn(actor_system_of(self), self, &probe_behaviour, (void *)(uintptr_t)c->a,
-                         &o, &child);
+    int rc = actor_spawn(actor_system_of(self), self, &probe_behaviour, (void *)(uintptr_t)c->a, &o,
+                         &child);
 
     report(EV_RESULT, rc, c->seq, ref.id, child);
     return 0;
@@ -277,8 +277,7 @@ static int probe_timer(struct actor *self, const struct cmd *c)
     } else {
         void *echo = cmd_new(OP_ECHO, c->a, 0);
 
-        rc = actor_send_after(self, c->d1, c->pid, actor_type_raw(), echo, sizeof(struct cmd),
-                              &id);
+        rc = actor_send_after(self, c->d1, c->pid, actor_type_raw(), echo, sizeof(struct cmd), &id);
         if (rc != 0)
             free(echo);
     }
@@ -812,8 +811,8 @@ Test(links, spawn_link_links_parent_and_child)
 Test(links, spawn_link_of_a_child_whose_init_fails)
 {
     struct dist_pid p = spawn_probe(PROBE_TRAP);
-    struct event r = cmd_run(p, (struct cmd){.op = OP_SPAWN, .arg = ACTOR_SPAWN_LINK,
-                                             .a = PROBE_INIT_FAIL});
+    struct event r =
+        cmd_run(p, (struct cmd){.op = OP_SPAWN, .arg = ACTOR_SPAWN_LINK, .a = PROBE_INIT_FAIL});
     struct event e;
 
     cr_assert_eq(r.rc, 0);
@@ -913,4 +912,42 @@ Test(links, linking_to_a_stale_pid_gives_noproc)
     cmd_send(t, (struct cmd){.op = OP_FAIL, .arg = 5});
     wait_dead(t);
     assert_survives(other); /* the live actor with that id was never linked */
+}
+
+/*
+ * An actor busy in a handler, with @backlog messages queued behind it, then an exit signal.
+ * Returns the number of those messages it handled before it died, and its reason.
+ */
+static int handled_before_exit(int backlog, int reason, int *term_reason)
+{
+    struct dist_pid p = spawn_on(1, 0);
+
+    cmd_send(p, (struct cmd){.op = OP_GATE});
+    WAIT_UNTIL(atomic_load(&gate_entered));
+    cr_assert(atomic_load(&gate_entered));
+    for (int i = 0; i < backlog; i++)
+        cmd_send(p, (struct cmd){.op = OP_ECHO});
+    cr_assert_eq(actor_exit_signal(sys, p, reason), 0);
+    atomic_store(&gate_open, 1);
+    *term_reason = wait_dead(p).rc;
+    return event_count(EV_MSG, p);
+}
+
+Test(links, kill_does_not_wait_behind_queued_messages)
+{
+    /* As on the BEAM, an exit signal takes effect when it arrives: user code does not run
+     * for the messages queued before it. Otherwise a flooded actor cannot be killed. */
+    int reason, handled = handled_before_exit(1000, ACTOR_KILL, &reason);
+
+    cr_assert_eq(reason, ACTOR_KILLED);
+    cr_assert_eq(handled, 0, "the killed actor handled %d of its 1000 queued messages first",
+                 handled);
+}
+
+Test(links, an_exit_signal_does_not_wait_behind_queued_messages)
+{
+    int reason, handled = handled_before_exit(1000, 9, &reason);
+
+    cr_assert_eq(reason, 9);
+    cr_assert_eq(handled, 0, "the actor handled %d of its 1000 queued messages first", handled);
 }

@@ -31,7 +31,7 @@
 #define HARNESS_FN static __attribute__((unused))
 
 #define WAIT_SECONDS 10.0
-#define MAX_EVENTS 65536
+#define MAX_EVENTS   65536
 
 enum ev_kind {
     EV_INIT = 1,   /* a probe's init ran: a = its flags */
@@ -62,7 +62,7 @@ static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct event ev_log[MAX_EVENTS];
 static size_t ev_count;
 static atomic_uint_fast64_t next_seq = 1;
-static uint64_t last_try_seq; /* the seq of cmd_try()'s last command */
+static uint64_t last_try_seq;   /* the seq of cmd_try()'s last command */
 static atomic_int gate_open;    /* OP_GATE waits for this */
 static atomic_int gate_entered; /* set by OP_GATE once it waits */
 
@@ -182,8 +182,8 @@ HARNESS_FN struct event event_wait(int kind, struct dist_pid from, int nth)
     struct event e = {0};
 
     WAIT_UNTIL(event_find(kind, from, 0, nth, &e) >= 0);
-    cr_assert(event_find(kind, from, 0, nth, &e) >= 0, "event %d #%d from %s never came", kind,
-              nth, pidstr(from));
+    cr_assert(event_find(kind, from, 0, nth, &e) >= 0, "event %d #%d from %s never came", kind, nth,
+              pidstr(from));
     return e;
 }
 
@@ -220,10 +220,10 @@ struct cmd {
     struct dist_pid pid;
 };
 
-#define PROBE_TRAP      (1u << 0) /* trap exits from init on */
-#define PROBE_INIT_FAIL (1u << 1) /* init returns PROBE_INIT_REASON */
+#define PROBE_TRAP        (1u << 0) /* trap exits from init on */
+#define PROBE_INIT_FAIL   (1u << 1) /* init returns PROBE_INIT_REASON */
 #define PROBE_INIT_REASON 77
-#define PROBE_MAGIC 0x70726f62u
+#define PROBE_MAGIC       0x70726f62u
 
 struct probe {
     uint32_t magic;
@@ -258,8 +258,8 @@ static int probe_spawn(struct actor *self, const struct cmd *c)
     struct actor_ref ref = {0};
     struct dist_pid child = DIST_PID_NONE;
     struct actor_spawn_opts o = {.flags = (unsigned)c->arg, .scheduler = -1, .monitor_ref = &ref};
-    int rc = actor_spawn(actor_system_of(self), self, &probe_behaviour, (void *)(uintptr_t)c->a,
-                         &o, &child);
+    int rc = actor_spawn(actor_system_of(self), self, &probe_behaviour, (void *)(uintptr_t)c->a, &o,
+                         &child);
 
     report(EV_RESULT, rc, c->seq, ref.id, child);
     return 0;
@@ -277,8 +277,7 @@ static int probe_timer(struct actor *self, const struct cmd *c)
     } else {
         void *echo = cmd_new(OP_ECHO, c->a, 0);
 
-        rc = actor_send_after(self, c->d1, c->pid, actor_type_raw(), echo, sizeof(struct cmd),
-                              &id);
+        rc = actor_send_after(self, c->d1, c->pid, actor_type_raw(), echo, sizeof(struct cmd), &id);
         if (rc != 0)
             free(echo);
     }
@@ -712,8 +711,7 @@ Test(monitors, demonitor_by_another_actor_is_einval)
  * scheduler 0, is killed: the DOWN lands in the watcher's mailbox before demonitor runs.
  * Returns the monitor's reference and demonitor's result.
  */
-static struct event demonitor_with_pending_down(struct dist_pid w, unsigned flags,
-                                                struct event *m)
+static struct event demonitor_with_pending_down(struct dist_pid w, unsigned flags, struct event *m)
 {
     struct dist_pid t = spawn_on(0, 0);
     uint64_t seq;
@@ -888,4 +886,22 @@ Test(monitors, a_spawn_monitor_can_be_removed)
     wait_dead(r.pid);
     assert_survives(w);
     cr_assert_eq(event_count(EV_DOWN, w), 0);
+}
+
+Test(monitors, spawn_link_and_monitor_together)
+{
+    struct dist_pid w = spawn_probe(PROBE_TRAP);
+    struct event r =
+        cmd_run(w, (struct cmd){.op = OP_SPAWN, .arg = ACTOR_SPAWN_LINK | ACTOR_SPAWN_MONITOR});
+    struct event d, x;
+
+    cr_assert_eq(r.rc, 0);
+    cmd_send(r.pid, (struct cmd){.op = OP_FAIL, .arg = 42});
+    d = event_wait(EV_DOWN, w, 0);
+    x = event_wait(EV_EXIT, w, 0);
+    cr_assert_eq(d.a, r.a);
+    cr_assert_eq(d.rc, 42);
+    cr_assert(dist_pid_eq(x.pid, r.pid));
+    cr_assert_eq(x.rc, 42);
+    assert_survives(w);
 }

@@ -147,8 +147,7 @@ Test(pid, hash_is_stable_and_mixes_every_field)
         if ((dist_pid_hash(q) & 0xff) != (base & 0xff))
             low_bits_seen++;
     }
-    cr_assert_gt(low_bits_seen, 100, "only %d of 128 bit flips change the low byte",
-                 low_bits_seen);
+    cr_assert_gt(low_bits_seen, 100, "only %d of 128 bit flips change the low byte", low_bits_seen);
 }
 
 Test(pid, format_like_erlang)
@@ -271,8 +270,7 @@ static void teardown(void)
 
 static const struct actor_behaviour idle_behaviour = {.name = "idle"};
 
-Test(pid, spawned_pids_are_local_unique_and_stamped, .init = setup, .fini = teardown,
-     .timeout = 30)
+Test(pid, spawned_pids_are_local_unique_and_stamped, .init = setup, .fini = teardown, .timeout = 30)
 {
     enum { N = 1000 };
     static struct dist_pid pids[N];

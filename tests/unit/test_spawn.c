@@ -31,7 +31,7 @@
 #define HARNESS_FN static __attribute__((unused))
 
 #define WAIT_SECONDS 10.0
-#define MAX_EVENTS 65536
+#define MAX_EVENTS   65536
 
 enum ev_kind {
     EV_INIT = 1,   /* a probe's init ran: a = its flags */
@@ -62,7 +62,7 @@ static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct event ev_log[MAX_EVENTS];
 static size_t ev_count;
 static atomic_uint_fast64_t next_seq = 1;
-static uint64_t last_try_seq; /* the seq of cmd_try()'s last command */
+static uint64_t last_try_seq;   /* the seq of cmd_try()'s last command */
 static atomic_int gate_open;    /* OP_GATE waits for this */
 static atomic_int gate_entered; /* set by OP_GATE once it waits */
 
@@ -182,8 +182,8 @@ HARNESS_FN struct event event_wait(int kind, struct dist_pid from, int nth)
     struct event e = {0};
 
     WAIT_UNTIL(event_find(kind, from, 0, nth, &e) >= 0);
-    cr_assert(event_find(kind, from, 0, nth, &e) >= 0, "event %d #%d from %s never came", kind,
-              nth, pidstr(from));
+    cr_assert(event_find(kind, from, 0, nth, &e) >= 0, "event %d #%d from %s never came", kind, nth,
+              pidstr(from));
     return e;
 }
 
@@ -220,10 +220,10 @@ struct cmd {
     struct dist_pid pid;
 };
 
-#define PROBE_TRAP      (1u << 0) /* trap exits from init on */
-#define PROBE_INIT_FAIL (1u << 1) /* init returns PROBE_INIT_REASON */
+#define PROBE_TRAP        (1u << 0) /* trap exits from init on */
+#define PROBE_INIT_FAIL   (1u << 1) /* init returns PROBE_INIT_REASON */
 #define PROBE_INIT_REASON 77
-#define PROBE_MAGIC 0x70726f62u
+#define PROBE_MAGIC       0x70726f62u
 
 struct probe {
     uint32_t magic;
@@ -258,8 +258,8 @@ static int probe_spawn(struct actor *self, const struct cmd *c)
     struct actor_ref ref = {0};
     struct dist_pid child = DIST_PID_NONE;
     struct actor_spawn_opts o = {.flags = (unsigned)c->arg, .scheduler = -1, .monitor_ref = &ref};
-    int rc = actor_spawn(actor_system_of(self), self, &probe_behaviour, (void *)(uintptr_t)c->a,
-                         &o, &child);
+    int rc = actor_spawn(actor_system_of(self), self, &probe_behaviour, (void *)(uintptr_t)c->a, &o,
+                         &child);
 
     report(EV_RESULT, rc, c->seq, ref.id, child);
     return 0;
@@ -277,8 +277,7 @@ static int probe_timer(struct actor *self, const struct cmd *c)
     } else {
         void *echo = cmd_new(OP_ECHO, c->a, 0);
 
-        rc = actor_send_after(self, c->d1, c->pid, actor_type_raw(), echo, sizeof(struct cmd),
-                              &id);
+        rc = actor_send_after(self, c->d1, c->pid, actor_type_raw(), echo, sizeof(struct cmd), &id);
         if (rc != 0)
             free(echo);
     }
@@ -657,8 +656,8 @@ Test(spawn, init_handle_terminate_run_in_order)
     i_after = event_find(EV_AFTER_EXIT, pid, sx, 0, NULL);
     i_term = event_find(EV_TERM, pid, 0, 0, NULL);
     cr_assert(i_init >= 0 && i_m1 >= 0 && i_m2 >= 0 && i_after >= 0 && i_term >= 0,
-              "init %ld, msg %ld %ld, after-exit %ld, terminate %ld", i_init, i_m1, i_m2,
-              i_after, i_term);
+              "init %ld, msg %ld %ld, after-exit %ld, terminate %ld", i_init, i_m1, i_m2, i_after,
+              i_term);
     cr_assert(i_init < i_m1 && i_m1 < i_m2 && i_m2 < i_after && i_after < i_term,
               "callbacks out of order: init %ld, msg %ld %ld, after-exit %ld, terminate %ld",
               i_init, i_m1, i_m2, i_after, i_term);
@@ -692,8 +691,8 @@ Test(spawn, init_failure_ends_the_actor_with_its_reason)
     cr_assert_eq(event_count(EV_MSG, pid), 0, "an actor whose init failed took a message");
 
     /* The reason reaches a monitor, even one set up by the spawn itself. */
-    r = cmd_run(watcher, (struct cmd){.op = OP_SPAWN, .arg = ACTOR_SPAWN_MONITOR,
-                                      .a = PROBE_INIT_FAIL});
+    r = cmd_run(watcher,
+                (struct cmd){.op = OP_SPAWN, .arg = ACTOR_SPAWN_MONITOR, .a = PROBE_INIT_FAIL});
     cr_assert_eq(r.rc, 0, "spawn: %s", actor_strerror(r.rc));
     down = event_wait(EV_DOWN, watcher, 0);
     cr_assert_eq(down.rc, PROBE_INIT_REASON, "DOWN reason %d", down.rc);
@@ -740,7 +739,6 @@ Test(spawn, actor_exit_ends_the_actor_after_its_callback)
     cr_assert_eq(event_count(EV_AFTER_EXIT, pid), 1, "the handler did not finish");
     cr_assert_eq(event_count(EV_MSG, pid), 0, "a message after actor_exit was handled");
 }
-
 
 Test(spawn, sends_to_a_dead_pid_are_enoproc)
 {
@@ -805,8 +803,7 @@ Test(spawn, the_sender_pid_is_delivered)
     cr_assert_eq(r.rc, 0);
     WAIT_UNTIL(event_find(EV_MSG, b, s, 0, &e) >= 0);
     cr_assert(event_find(EV_MSG, b, s, 0, &e) >= 0);
-    cr_assert(dist_pid_is_none(e.pid), "a send from outside any actor carries %s",
-              pidstr(e.pid));
+    cr_assert(dist_pid_is_none(e.pid), "a send from outside any actor carries %s", pidstr(e.pid));
     WAIT_UNTIL(event_find(EV_MSG, b, 987654321, 0, &e) >= 0);
     cr_assert(event_find(EV_MSG, b, 987654321, 0, &e) >= 0);
     cr_assert(dist_pid_eq(e.pid, a), "the sender is %s, not %s", pidstr(e.pid), pidstr(a));
@@ -1020,12 +1017,13 @@ Test(spawn, stats_count_spawns_exits_and_deliveries)
     cr_assert_eq(st.alive, s0.alive + 3, "alive %llu", (unsigned long long)st.alive);
     /* Quiet now: each probe handled one OP_ECHO, the collector one message per log entry. */
     WAIT_UNTIL((actor_system_stats(sys, &st), st.delivered == s0.delivered + 5 + log_size() - ev0));
-    cr_assert_eq(st.delivered, s0.delivered + 5 + log_size() - ev0,
-                 "delivered %llu, expected %llu", (unsigned long long)st.delivered,
+    cr_assert_eq(st.delivered, s0.delivered + 5 + log_size() - ev0, "delivered %llu, expected %llu",
+                 (unsigned long long)st.delivered,
                  (unsigned long long)(s0.delivered + 5 + log_size() - ev0));
 }
 
-/* ---- Shutdown ---------------------------------------------------------------------------------- */
+/* ---- Shutdown ----------------------------------------------------------------------------------
+ */
 
 #define COUNTED_TRAP (1u << 0) /* trap exits */
 #define COUNTED_OBEY (1u << 1) /* on a trapped exit signal, exit with its reason */

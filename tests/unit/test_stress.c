@@ -5,7 +5,8 @@
  *     to receivers on both schedulers, per-sender order checked by sequence numbers, with a
  *     window of unacknowledged messages so that memory stays bounded;
  *   - a chain of 100,000 linked actors that dies as a whole when one end is killed;
- *   - a monitor storm: 10,000 monitors on one actor, every one gets its DOWN.
+ *   - a monitor storm: 10,000 monitors on one actor, every one gets its DOWN;
+ *   - threads that spawn and stop actors at once, and threads whose sends race a kill.
  * ACTOR_STRESS_DIV=n divides every count by n (for sanitizer builds).
  */
 #include <criterion/criterion.h>
@@ -113,7 +114,8 @@ static const struct smsg *smsg_of(const struct actor_msg *msg)
     return msg->payload;
 }
 
-/* ---- 1,000,000 spawn/exit cycles -------------------------------------------------------------- */
+/* ---- 1,000,000 spawn/exit cycles --------------------------------------------------------------
+ */
 
 static atomic_uint_fast64_t cyc_inits, cyc_terms, cyc_bad;
 
@@ -166,8 +168,8 @@ Test(stress, a_million_spawn_exit_cycles)
         }
         for (uint64_t i = 0; i < n; i++) {
             /* Most end by a message, every fourth batch by a kill. */
-            int rc = batch % 4 == 3 ? actor_kill(sys, pids[i])
-                                    : send_smsg(sys, pids[i], M_STOP, 0, 0);
+            int rc =
+                batch % 4 == 3 ? actor_kill(sys, pids[i]) : send_smsg(sys, pids[i], M_STOP, 0, 0);
 
             cr_assert_eq(rc, 0, "ending actor %llu: %s", (unsigned long long)(done + i),
                          actor_strerror(rc));
@@ -228,13 +230,16 @@ Test(stress, threads_spawn_and_stop_at_once)
     cr_assert_eq(atomic_load(&cyc_terms), total);
 }
 
-/* ---- Sends racing the death of their target ---------------------------------------------------- */
+/* ---- Sends racing the death of their target ----------------------------------------------------
+ */
 
 #define RACE_THREADS 4
+#define RACE_WINDOW  100000
 
 static struct dist_pid race_target;
-static _Atomic int race_go;
+static _Atomic int race_go, race_abort, race_finished;
 static atomic_uint_fast64_t race_accepted, race_handled, race_revived, race_other_err;
+static uint64_t race_accepted0, race_handled0; /* at the start of a round */
 
 static int counter_handle(struct actor *self, void *state, struct actor_msg *msg)
 {
@@ -246,22 +251,47 @@ static int counter_handle(struct actor *self, void *state, struct actor_msg *msg
 static void *race_thread(void *arg)
 {
     struct dist_pid to = race_target;
-    int rc;
+    int rc = 0;
 
     while (!atomic_load(&race_go))
         ;
-    for (;;) {
+    while (!atomic_load(&race_abort)) {
+        /*
+         * A window keeps memory bounded (this tests the race, not overload): past it, one
+         * send per pause, which still finds out about the death.
+         */
+        if ((atomic_load_explicit(&race_accepted, memory_order_relaxed) - race_accepted0) -
+                (atomic_load_explicit(&race_handled, memory_order_relaxed) - race_handled0) >
+            RACE_WINDOW) {
+            struct timespec pause = {0, 50000};
+
+            nanosleep(&pause, NULL);
+        }
         rc = send_smsg(sys, to, M_DATA, 0, 0);
         if (rc != 0)
             break;
         atomic_fetch_add_explicit(&race_accepted, 1, memory_order_relaxed);
     }
-    if (rc != ACTOR_ENOPROC)
+    if (rc != 0 && rc != ACTOR_ENOPROC)
         atomic_fetch_add(&race_other_err, 1);
-    for (int i = 0; i < 2000; i++)
+    for (int i = 0; rc != 0 && i < 2000; i++)
         if (send_smsg(sys, to, M_DATA, 0, 0) == 0)
             atomic_fetch_add(&race_revived, 1);
+    atomic_fetch_add(&race_finished, 1);
     return NULL;
+}
+
+struct depth_probe {
+    struct dist_pid pid;
+    size_t depth;
+};
+
+static void depth_cb(const struct actor_info *info, void *user_data)
+{
+    struct depth_probe *d = user_data;
+
+    if (dist_pid_eq(info->pid, d->pid))
+        d->depth = info->mailbox_depth;
 }
 
 Test(stress, sends_racing_a_death)
@@ -273,8 +303,12 @@ Test(stress, sends_racing_a_death)
         pthread_t th[RACE_THREADS];
         struct actor_spawn_opts o = {.scheduler = round % 2};
         uint64_t before = atomic_load(&race_handled);
+        struct depth_probe d = {0};
 
         atomic_store(&race_go, 0);
+        atomic_store(&race_finished, 0);
+        race_accepted0 = atomic_load(&race_accepted);
+        race_handled0 = atomic_load(&race_handled);
         cr_assert_eq(actor_spawn(sys, NULL, &counter, NULL, &o, &race_target), 0);
         for (int i = 0; i < RACE_THREADS; i++)
             cr_assert_eq(pthread_create(&th[i], NULL, race_thread, NULL), 0);
@@ -284,8 +318,17 @@ Test(stress, sends_racing_a_death)
         /* New actors, likely in the dead one's slot, while the threads still send. */
         for (int i = 0; i < 100; i++)
             cr_assert_eq(actor_spawn(sys, NULL, &counter, NULL, &o, NULL), 0);
+        /* The kill must take effect while the senders go on. */
+        WAIT_UNTIL(atomic_load(&race_finished) == RACE_THREADS, 10.0);
+        d.pid = race_target;
+        actor_system_list(sys, depth_cb, &d);
+        atomic_store(&race_abort, atomic_load(&race_finished) != RACE_THREADS);
         for (int i = 0; i < RACE_THREADS; i++)
             pthread_join(th[i], NULL);
+        cr_assert_not(atomic_load(&race_abort),
+                      "round %d: a killed actor still took messages 10 s later "
+                      "(%zu waiting in its mailbox)",
+                      round, d.depth);
     }
     cr_assert_eq(atomic_load(&race_other_err), 0u, "a send failed with other than ENOPROC");
     cr_assert_eq(atomic_load(&race_revived), 0u, "%llu sends to a dead PID were accepted",
@@ -293,7 +336,8 @@ Test(stress, sends_racing_a_death)
     cr_assert_leq(atomic_load(&race_handled), atomic_load(&race_accepted));
 }
 
-/* ---- 10,000,000 messages, per-sender order ---------------------------------------------------- */
+/* ---- 10,000,000 messages, per-sender order ----------------------------------------------------
+ */
 
 #define N_ACTOR_SENDERS 4
 #define N_SENDERS       (N_ACTOR_SENDERS + 1) /* the last one is a plain thread */
@@ -321,8 +365,8 @@ static void sender_pump(struct actor *self, struct sender *s)
     int more = 0;
 
     for (int r = 0; r < N_RECEIVERS; r++) {
-        for (int k = 0; k < SEND_BATCH && s->sent[r] < per_pair[s->idx] &&
-                        s->sent[r] - s->acked[r] < WINDOW;
+        for (int k = 0;
+             k < SEND_BATCH && s->sent[r] < per_pair[s->idx] && s->sent[r] - s->acked[r] < WINDOW;
              k++) {
             if (send_smsg(as, receivers[r], M_DATA, s->idx, s->sent[r] + 1) != 0) {
                 atomic_fetch_add(&send_errors, 1);
@@ -463,16 +507,15 @@ Test(stress, ten_million_messages_keep_per_sender_order)
     for (int r = 0; r < N_RECEIVERS; r++) {
         struct actor_spawn_opts o = {.scheduler = r};
 
-        cr_assert_eq(actor_spawn(sys, NULL, &receiver_behaviour, (void *)(uintptr_t)r, &o,
-                                 &receivers[r]),
-                     0);
+        cr_assert_eq(
+            actor_spawn(sys, NULL, &receiver_behaviour, (void *)(uintptr_t)r, &o, &receivers[r]),
+            0);
     }
     for (int i = 0; i < N_ACTOR_SENDERS; i++) {
         struct actor_spawn_opts o = {.scheduler = i % 2};
 
-        cr_assert_eq(actor_spawn(sys, NULL, &sender_behaviour, (void *)(uintptr_t)i, &o,
-                                 &senders[i]),
-                     0);
+        cr_assert_eq(
+            actor_spawn(sys, NULL, &sender_behaviour, (void *)(uintptr_t)i, &o, &senders[i]), 0);
     }
     t0 = now();
     for (int i = 0; i < N_ACTOR_SENDERS; i++)
@@ -561,8 +604,8 @@ static void chain_run(int kill_head)
               (unsigned long long)atomic_load(&chain_inits), (unsigned long long)n);
     cr_assert_eq(atomic_load(&chain_errors), 0);
     st = stats();
-    cr_assert_eq(st.alive, s0.alive + n, "%llu alive, expected %llu",
-                 (unsigned long long)st.alive, (unsigned long long)(s0.alive + n));
+    cr_assert_eq(st.alive, s0.alive + n, "%llu alive, expected %llu", (unsigned long long)st.alive,
+                 (unsigned long long)(s0.alive + n));
     tail = head;
     tail.id = atomic_load(&chain_tail_id);
     cr_assert_eq(actor_kill(sys, kill_head ? head : tail), 0);
@@ -574,8 +617,7 @@ static void chain_run(int kill_head)
     cr_assert_eq(atomic_load(&chain_not_killed), 0u, "%llu links died of another reason",
                  (unsigned long long)atomic_load(&chain_not_killed));
     cr_assert_eq(actor_kill(sys, kill_head ? tail : head), ACTOR_ENOPROC);
-    cr_log_info("a chain of %llu built and killed in %.2f s", (unsigned long long)n,
-                now() - t0);
+    cr_log_info("a chain of %llu built and killed in %.2f s", (unsigned long long)n, now() - t0);
 }
 
 Test(stress, a_chain_of_links_dies_from_its_tail)
@@ -675,8 +717,8 @@ Test(stress, a_monitor_storm)
     WAIT_UNTIL(atomic_load(&storm_down_ok) + atomic_load(&storm_down_bad) >= total, 30.0);
     cr_assert_eq(atomic_load(&storm_down_bad), 0, "%d wrong or repeated DOWNs",
                  atomic_load(&storm_down_bad));
-    cr_assert_eq(atomic_load(&storm_down_ok), total, "%d of %d DOWNs",
-                 atomic_load(&storm_down_ok), total);
+    cr_assert_eq(atomic_load(&storm_down_ok), total, "%d of %d DOWNs", atomic_load(&storm_down_ok),
+                 total);
     /* No extra DOWN follows (a grace for one to show), and every watcher is alive. */
     {
         struct timespec grace = {0, 100 * 1000 * 1000};

@@ -32,7 +32,7 @@
 #define HARNESS_FN static __attribute__((unused))
 
 #define WAIT_SECONDS 10.0
-#define MAX_EVENTS 65536
+#define MAX_EVENTS   65536
 
 enum ev_kind {
     EV_INIT = 1,   /* a probe's init ran: a = its flags */
@@ -63,7 +63,7 @@ static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct event ev_log[MAX_EVENTS];
 static size_t ev_count;
 static atomic_uint_fast64_t next_seq = 1;
-static uint64_t last_try_seq; /* the seq of cmd_try()'s last command */
+static uint64_t last_try_seq;   /* the seq of cmd_try()'s last command */
 static atomic_int gate_open;    /* OP_GATE waits for this */
 static atomic_int gate_entered; /* set by OP_GATE once it waits */
 
@@ -183,8 +183,8 @@ HARNESS_FN struct event event_wait(int kind, struct dist_pid from, int nth)
     struct event e = {0};
 
     WAIT_UNTIL(event_find(kind, from, 0, nth, &e) >= 0);
-    cr_assert(event_find(kind, from, 0, nth, &e) >= 0, "event %d #%d from %s never came", kind,
-              nth, pidstr(from));
+    cr_assert(event_find(kind, from, 0, nth, &e) >= 0, "event %d #%d from %s never came", kind, nth,
+              pidstr(from));
     return e;
 }
 
@@ -221,10 +221,10 @@ struct cmd {
     struct dist_pid pid;
 };
 
-#define PROBE_TRAP      (1u << 0) /* trap exits from init on */
-#define PROBE_INIT_FAIL (1u << 1) /* init returns PROBE_INIT_REASON */
+#define PROBE_TRAP        (1u << 0) /* trap exits from init on */
+#define PROBE_INIT_FAIL   (1u << 1) /* init returns PROBE_INIT_REASON */
 #define PROBE_INIT_REASON 77
-#define PROBE_MAGIC 0x70726f62u
+#define PROBE_MAGIC       0x70726f62u
 
 struct probe {
     uint32_t magic;
@@ -259,8 +259,8 @@ static int probe_spawn(struct actor *self, const struct cmd *c)
     struct actor_ref ref = {0};
     struct dist_pid child = DIST_PID_NONE;
     struct actor_spawn_opts o = {.flags = (unsigned)c->arg, .scheduler = -1, .monitor_ref = &ref};
-    int rc = actor_spawn(actor_system_of(self), self, &probe_behaviour, (void *)(uintptr_t)c->a,
-                         &o, &child);
+    int rc = actor_spawn(actor_system_of(self), self, &probe_behaviour, (void *)(uintptr_t)c->a, &o,
+                         &child);
 
     report(EV_RESULT, rc, c->seq, ref.id, child);
     return 0;
@@ -278,8 +278,7 @@ static int probe_timer(struct actor *self, const struct cmd *c)
     } else {
         void *echo = cmd_new(OP_ECHO, c->a, 0);
 
-        rc = actor_send_after(self, c->d1, c->pid, actor_type_raw(), echo, sizeof(struct cmd),
-                              &id);
+        rc = actor_send_after(self, c->d1, c->pid, actor_type_raw(), echo, sizeof(struct cmd), &id);
         if (rc != 0)
             free(echo);
     }

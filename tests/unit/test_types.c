@@ -31,7 +31,7 @@
 #define HARNESS_FN static __attribute__((unused))
 
 #define WAIT_SECONDS 10.0
-#define MAX_EVENTS 65536
+#define MAX_EVENTS   65536
 
 enum ev_kind {
     EV_INIT = 1,   /* a probe's init ran: a = its flags */
@@ -62,7 +62,7 @@ static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct event ev_log[MAX_EVENTS];
 static size_t ev_count;
 static atomic_uint_fast64_t next_seq = 1;
-static uint64_t last_try_seq; /* the seq of cmd_try()'s last command */
+static uint64_t last_try_seq;   /* the seq of cmd_try()'s last command */
 static atomic_int gate_open;    /* OP_GATE waits for this */
 static atomic_int gate_entered; /* set by OP_GATE once it waits */
 
@@ -182,8 +182,8 @@ HARNESS_FN struct event event_wait(int kind, struct dist_pid from, int nth)
     struct event e = {0};
 
     WAIT_UNTIL(event_find(kind, from, 0, nth, &e) >= 0);
-    cr_assert(event_find(kind, from, 0, nth, &e) >= 0, "event %d #%d from %s never came", kind,
-              nth, pidstr(from));
+    cr_assert(event_find(kind, from, 0, nth, &e) >= 0, "event %d #%d from %s never came", kind, nth,
+              pidstr(from));
     return e;
 }
 
@@ -220,10 +220,10 @@ struct cmd {
     struct dist_pid pid;
 };
 
-#define PROBE_TRAP      (1u << 0) /* trap exits from init on */
-#define PROBE_INIT_FAIL (1u << 1) /* init returns PROBE_INIT_REASON */
+#define PROBE_TRAP        (1u << 0) /* trap exits from init on */
+#define PROBE_INIT_FAIL   (1u << 1) /* init returns PROBE_INIT_REASON */
 #define PROBE_INIT_REASON 77
-#define PROBE_MAGIC 0x70726f62u
+#define PROBE_MAGIC       0x70726f62u
 
 struct probe {
     uint32_t magic;
@@ -258,8 +258,8 @@ static int probe_spawn(struct actor *self, const struct cmd *c)
     struct actor_ref ref = {0};
     struct dist_pid child = DIST_PID_NONE;
     struct actor_spawn_opts o = {.flags = (unsigned)c->arg, .scheduler = -1, .monitor_ref = &ref};
-    int rc = actor_spawn(actor_system_of(self), self, &probe_behaviour, (void *)(uintptr_t)c->a,
-                         &o, &child);
+    int rc = actor_spawn(actor_system_of(self), self, &probe_behaviour, (void *)(uintptr_t)c->a, &o,
+                         &child);
 
     report(EV_RESULT, rc, c->seq, ref.id, child);
     return 0;
@@ -277,8 +277,7 @@ static int probe_timer(struct actor *self, const struct cmd *c)
     } else {
         void *echo = cmd_new(OP_ECHO, c->a, 0);
 
-        rc = actor_send_after(self, c->d1, c->pid, actor_type_raw(), echo, sizeof(struct cmd),
-                              &id);
+        rc = actor_send_after(self, c->d1, c->pid, actor_type_raw(), echo, sizeof(struct cmd), &id);
         if (rc != 0)
             free(echo);
     }
@@ -626,7 +625,8 @@ HARNESS_FN void assert_clean(void)
 
 /* ---- Two protobuf-c message types, as protoc-c generates them ------------------------------- */
 
-/* package test; message Ping { uint32 seq = 1; string note = 2; } message Pong { uint32 seq = 1; } */
+/* package test; message Ping { uint32 seq = 1; string note = 2; } message Pong { uint32 seq = 1; }
+ */
 struct test_ping {
     ProtobufCMessage base;
     uint32_t seq;
@@ -661,8 +661,8 @@ static void pong_init(ProtobufCMessage *m)
 static const ProtobufCFieldDescriptor ping_fields[2] = {
     {"seq", 1, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_UINT32, 0, offsetof(struct test_ping, seq),
      NULL, NULL, 0, 0, NULL, NULL},
-    {"note", 2, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_STRING, 0,
-     offsetof(struct test_ping, note), NULL, &protobuf_c_empty_string, 0, 0, NULL, NULL},
+    {"note", 2, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_STRING, 0, offsetof(struct test_ping, note),
+     NULL, &protobuf_c_empty_string, 0, 0, NULL, NULL},
 };
 static const unsigned ping_fields_by_name[] = {1, 0};
 static const ProtobufCIntRange ping_ranges[2] = {{1, 0}, {0, 2}};
@@ -940,8 +940,7 @@ static int handled_by(struct dist_pid pid)
 
 Test(types, a_taken_payload_outlives_its_handler)
 {
-    static const struct actor_behaviour keeper = {.name = "keeper",
-                                                  .handle = ping_keeper_handle};
+    static const struct actor_behaviour keeper = {.name = "keeper", .handle = ping_keeper_handle};
     struct dist_pid pid;
 
     cr_assert_eq(actor_type_register("test.Ping", &ping_descriptor, &ping_type), 0);
