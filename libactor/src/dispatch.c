@@ -136,8 +136,11 @@ static void gate_close(struct actor *a)
         gate = atomic_load_explicit(&a->gate, memory_order_acquire);
 }
 
-/* What a dead actor owes the senders of what is left in its mailbox. */
-static void drain_dead(struct actor_system *sys, struct actor *a, struct dist_pid me)
+/*
+ * What a dead actor owes the senders of what is left in its mailbox. A link or monitor asked
+ * for before the death (it is in the mailbox, so it was) hears the real reason, as in Erlang.
+ */
+static void drain_dead(struct actor_system *sys, struct actor *a, struct dist_pid me, int reason)
 {
     struct mpsc_node *n;
 
@@ -149,9 +152,9 @@ static void drain_dead(struct actor_system *sys, struct actor *a, struct dist_pi
             continue; /* a push finishing: the gate is closed, so it is the last ones */
         struct envelope *env = (struct envelope *)n;
         if (env->kind == ENV_LINK)
-            actor__signal(sys, env->from, ENV_LINK_EXIT, me, ACTOR_NOPROC, 0);
+            actor__signal(sys, env->from, ENV_LINK_EXIT, me, reason, 0);
         else if (env->kind == ENV_MONITOR)
-            actor__signal(sys, env->from, ENV_DOWN, me, ACTOR_NOPROC, env->ref);
+            actor__signal(sys, env->from, ENV_DOWN, me, reason, env->ref);
         actor__env_free(env);
     }
     atomic_store_explicit(&a->pushed, 0, memory_order_relaxed);
@@ -200,7 +203,7 @@ static void die(struct scheduler *s, struct actor *a, int reason)
     gate_close(a);
     /* The name goes first, so whoever hears of the death can reuse it at once. */
     actor__names_release(sys, a);
-    drain_dead(sys, a, me);
+    drain_dead(sys, a, me, reason == ACTOR_KILL ? ACTOR_KILLED : reason);
     notify_bonds(sys, a, me, reason);
     actor__timers_cancel_all(a);
     actor__calls_drop(a);
