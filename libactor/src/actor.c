@@ -129,9 +129,11 @@ uint64_t actor__ref_new(struct actor_system *sys)
 
 /*
  * Envelopes are recycled through a cache per scheduler thread: a send and its delivery then
- * cost no malloc() in the steady state. Other threads use malloc() directly.
+ * cost no malloc() in the steady state, even through bursts of hundreds of thousands of
+ * messages. The cache may grow while its scheduler is busy; an idle scheduler trims it back
+ * (actor__env_trim). Other threads use malloc() directly.
  */
-#define ENV_CACHE_MAX 4096
+#define ENV_CACHE_MAX (1u << 22)
 
 struct envelope *actor__env_new(enum env_kind kind, struct dist_pid from)
 {
@@ -156,6 +158,16 @@ struct envelope *actor__env_new(enum env_kind kind, struct dist_pid from)
     env->ref = 0;
     env->tag = 0;
     return env;
+}
+
+void actor__env_trim(struct scheduler *s)
+{
+    while (s->env_cached > ENV_CACHE_KEEP) {
+        struct envelope *env = s->env_cache;
+        s->env_cache = env->payload;
+        s->env_cached--;
+        free(env);
+    }
 }
 
 void actor__env_free(struct envelope *env)

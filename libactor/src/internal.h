@@ -221,6 +221,9 @@ int actor__signal(struct actor_system *sys, struct dist_pid to, enum env_kind ki
                   struct dist_pid from, int reason, uint64_t ref);
 struct envelope *actor__env_new(enum env_kind kind, struct dist_pid from);
 void actor__env_free(struct envelope *env);
+/* Give a scheduler's cached envelopes past ENV_CACHE_KEEP back to malloc. */
+#define ENV_CACHE_KEEP 4096
+void actor__env_trim(struct scheduler *s);
 void actor__run(struct scheduler *s, struct actor *a);
 struct dist_pid actor__pid(struct actor_system *sys, const struct actor *a);
 struct actor_ext *actor__ext(struct actor *a);

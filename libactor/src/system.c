@@ -198,6 +198,7 @@ static void idle(struct scheduler *s)
                 goto out;
         }
     }
+    actor__env_trim(s); /* about to sleep: a burst's envelopes are not needed now */
     atomic_store(&s->sleeping, 1);
     if (!actor__mpsc_maybe_nonempty(&s->inbox) && !atomic_load(&s->sys->stopping))
         ev_run(s->loop, EVRUN_ONCE);
