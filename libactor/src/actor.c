@@ -471,7 +471,7 @@ static struct envelope *pending_down(struct actor *self, uint64_t ref)
 
     for (; n != NULL; n = atomic_load_explicit(&n->next, memory_order_acquire)) {
         struct envelope *env = (struct envelope *)n;
-        if (n != &self->mailbox.stub && env->kind == ENV_DOWN && env->ref == ref)
+        if (n != &self->mailbox.sentinel && env->kind == ENV_DOWN && env->ref == ref)
             return env;
     }
     return NULL;

@@ -43,7 +43,7 @@ struct mpsc_node {
 struct mpsc {
     struct mpsc_node *head;           /* popper's end */
     _Atomic(struct mpsc_node *) tail; /* pushers' end */
-    struct mpsc_node stub;
+    struct mpsc_node sentinel;
 };
 
 void actor__mpsc_init(struct mpsc *q);

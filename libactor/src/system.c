@@ -38,9 +38,9 @@ _Thread_local struct actor *actor__tls_actor;
 
 void actor__mpsc_init(struct mpsc *q)
 {
-    atomic_store_explicit(&q->stub.next, NULL, memory_order_relaxed);
-    q->head = &q->stub;
-    atomic_store_explicit(&q->tail, &q->stub, memory_order_relaxed);
+    atomic_store_explicit(&q->sentinel.next, NULL, memory_order_relaxed);
+    q->head = &q->sentinel;
+    atomic_store_explicit(&q->tail, &q->sentinel, memory_order_relaxed);
 }
 
 void actor__mpsc_push(struct mpsc *q, struct mpsc_node *n)
@@ -57,7 +57,7 @@ struct mpsc_node *actor__mpsc_pop(struct mpsc *q)
     struct mpsc_node *head = q->head;
     struct mpsc_node *next = atomic_load_explicit(&head->next, memory_order_acquire);
 
-    if (head == &q->stub) {
+    if (head == &q->sentinel) {
         if (next == NULL)
             return NULL;
         q->head = next;
@@ -70,7 +70,7 @@ struct mpsc_node *actor__mpsc_pop(struct mpsc *q)
     }
     if (head != atomic_load_explicit(&q->tail, memory_order_acquire))
         return NULL; /* a push is between its two steps */
-    actor__mpsc_push(q, &q->stub);
+    actor__mpsc_push(q, &q->sentinel);
     next = atomic_load_explicit(&head->next, memory_order_acquire);
     if (next != NULL) {
         q->head = next;
@@ -85,7 +85,7 @@ int actor__mpsc_maybe_nonempty(struct mpsc *q)
 
     if (atomic_load_explicit(&head->next, memory_order_seq_cst) != NULL)
         return 1;
-    return head != &q->stub || atomic_load_explicit(&q->tail, memory_order_seq_cst) != head;
+    return head != &q->sentinel || atomic_load_explicit(&q->tail, memory_order_seq_cst) != head;
 }
 
 /* ---- Logging ------------------------------------------------------------------------------- */
