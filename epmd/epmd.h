@@ -142,6 +142,13 @@ struct epmd_config {
 struct epmd_server;
 
 /*
+ * epmd_listen_open: bind and listen as Erlang's epmd does (see listen.c). Fills up to @max
+ * descriptors into @fds and returns how many, or -errno (-EADDRINUSE when another daemon
+ * holds the port), with nothing left open.
+ */
+int epmd_listen_open(const struct epmd_config *cfg, int *fds, int max);
+
+/*
  * epmd_server_new: bind the listeners and set up the server on loop.
  * Returns NULL with *err set (-errno; -EADDRINUSE when another daemon holds the port).
  */

@@ -887,106 +887,14 @@ static void listen_add(struct epmd_server *srv, int fd)
     srv->nlisten++;
 }
 
-/* Whether a listener is bound to this address already (a list may repeat one). */
-static int listen_has(const struct epmd_server *srv, const struct sockaddr *sa, socklen_t len)
-{
-    for (int i = 0; i < srv->nlisten; i++) {
-        struct sockaddr_storage self;
-        socklen_t self_len = sizeof(self);
-
-        if (getsockname(srv->listeners[i].fd, (struct sockaddr *)&self, &self_len) == 0 &&
-            self_len == len && memcmp(&self, sa, len) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/* Bind one listener; 1 when the address is unusable here (no IPv6, say) and was skipped. */
-static int listen_on(struct epmd_server *srv, const char *addr)
-{
-    struct addrinfo hints = {0}, *ai;
-    char port[8];
-    int fd, one = 1, rc;
-
-    hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE | AI_NUMERICSERV;
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(port, sizeof(port), "%u", srv->cfg.port);
-    if (getaddrinfo(addr, port, &hints, &ai) != 0) {
-        epmd_log(EPMD_LOG_ERROR, "cannot parse address '%s'", addr);
-        return -EINVAL;
-    }
-    if (listen_has(srv, ai->ai_addr, ai->ai_addrlen) || srv->nlisten >= EPMD_MAX_LISTEN) {
-        rc = srv->nlisten >= EPMD_MAX_LISTEN ? -ENOSPC : 0;
-        freeaddrinfo(ai);
-        return rc;
-    }
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    rc = fd < 0 ? -errno : 0;
-    if (fd >= 0) {
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (ai->ai_family == AF_INET6)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0)
-            rc = -errno;
-    }
-    /* A host without IPv6 still serves IPv4. */
-    if ((rc == -EAFNOSUPPORT || rc == -EADDRNOTAVAIL) && ai->ai_family == AF_INET6)
-        rc = 1;
-    freeaddrinfo(ai);
-    if (rc != 0) {
-        if (fd >= 0)
-            close(fd);
-        return rc;
-    }
-    listen_add(srv, fd);
-    epmd_log(EPMD_LOG_DEBUG, "listening on %s port %u", addr, srv->cfg.port);
-    return 0;
-}
-
-/* -systemd: the listening sockets come from socket activation (LISTEN_PID, LISTEN_FDS). */
-static int listen_systemd(struct epmd_server *srv)
-{
-    const char *pid = getenv("LISTEN_PID");
-    const char *fds = getenv("LISTEN_FDS");
-    int n = fds != NULL ? atoi(fds) : 0;
-
-    if (pid == NULL || atol(pid) != (long)getpid() || n <= 0) {
-        epmd_log(EPMD_LOG_ERROR, "-systemd: no sockets passed (LISTEN_PID/LISTEN_FDS)");
-        return -EINVAL;
-    }
-    for (int fd = 3; fd < 3 + n && srv->nlisten < EPMD_MAX_LISTEN; fd++) {
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-        listen_add(srv, fd);
-    }
-    return 0;
-}
-
-/* Erlang's rule: the wildcards, or the listed addresses plus both loopbacks. */
 static int listen_all(struct epmd_server *srv)
 {
-    static const char *const loopbacks[] = {"127.0.0.1", "::1"};
-    char list[1024];
-    char *save = NULL;
-    int rc = 0;
+    int fds[EPMD_MAX_LISTEN];
+    int n = epmd_listen_open(&srv->cfg, fds, EPMD_MAX_LISTEN);
 
-    if (srv->cfg.systemd)
-        return listen_systemd(srv);
-    if (srv->cfg.addresses == NULL || srv->cfg.addresses[0] == '\0') {
-        rc = listen_on(srv, "0.0.0.0");
-        if (rc >= 0)
-            rc = listen_on(srv, "::");
-        return rc < 0 ? rc : 0;
-    }
-    if (strlen(srv->cfg.addresses) >= sizeof(list))
-        return -EINVAL;
-    strcpy(list, srv->cfg.addresses);
-    for (char *a = strtok_r(list, ", ", &save); a != NULL && rc >= 0;
-         a = strtok_r(NULL, ", ", &save))
-        rc = listen_on(srv, a);
-    for (size_t i = 0; i < 2 && rc >= 0; i++)
-        rc = listen_on(srv, loopbacks[i]);
-    return rc < 0 ? rc : 0;
+    for (int i = 0; i < n; i++)
+        listen_add(srv, fds[i]);
+    return n < 0 ? n : 0;
 }
 
 struct epmd_server *epmd_server_new(struct ev_loop *loop, const struct epmd_config *cfg, int *err)
