@@ -252,6 +252,27 @@ int actor__deliver(struct actor_system *sys, struct dist_pid to, struct envelope
     return 0;
 }
 
+int actor__post(struct actor_system *sys, struct dist_pid to, enum env_kind kind,
+                struct dist_pid from, uint64_t ref, const struct actor_type *type, void *payload,
+                size_t size, int bounded)
+{
+    struct envelope *env = actor__env_new(kind, from);
+    int rc;
+
+    if (env == NULL)
+        return ACTOR_ENOMEM;
+    env->ref = ref;
+    env->type = type;
+    env->payload = payload;
+    env->size = size;
+    rc = actor__deliver(sys, to, env, bounded);
+    if (rc != 0) {
+        env->payload = NULL; /* the payload stays the caller's */
+        actor__env_free(env);
+    }
+    return rc;
+}
+
 int actor__signal(struct actor_system *sys, struct dist_pid to, enum env_kind kind,
                   struct dist_pid from, int reason, uint64_t ref)
 {
@@ -264,7 +285,7 @@ int actor__signal(struct actor_system *sys, struct dist_pid to, enum env_kind ki
     env->ref = ref;
     rc = actor__deliver(sys, to, env, 0);
     if (rc != 0)
-        free(env);
+        actor__env_free(env);
     return rc;
 }
 
@@ -278,21 +299,9 @@ static struct dist_pid current_pid(struct actor_system *sys)
 int actor_send(struct actor_system *sys, struct dist_pid to, const struct actor_type *type,
                void *payload, size_t size)
 {
-    struct envelope *env;
-    int rc;
-
     if (sys == NULL || type == NULL)
         return ACTOR_EINVAL;
-    env = actor__env_new(ENV_USER, current_pid(sys));
-    if (env == NULL)
-        return ACTOR_ENOMEM;
-    env->type = type;
-    env->payload = payload;
-    env->size = size;
-    rc = actor__deliver(sys, to, env, 1);
-    if (rc != 0)
-        free(env); /* the payload stays the caller's */
-    return rc;
+    return actor__post(sys, to, ENV_USER, current_pid(sys), 0, type, payload, size, 1);
 }
 
 int actor_cast(struct actor_system *sys, struct dist_pid to, const struct actor_type *type,

@@ -31,25 +31,6 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     actor__signal(sys, me, ENV_CALL_TIMEOUT, me, 0, pc->ref);
 }
 
-/* Send a request envelope from @from; on failure the payload stays the caller's. */
-static int send_request(struct actor_system *sys, struct dist_pid from, struct dist_pid to,
-                        uint64_t ref, const struct actor_type *type, void *payload, size_t size)
-{
-    struct envelope *env = actor__env_new(ENV_CALL, from);
-    int rc;
-
-    if (env == NULL)
-        return ACTOR_ENOMEM;
-    env->ref = ref;
-    env->type = type;
-    env->payload = payload;
-    env->size = size;
-    rc = actor__deliver(sys, to, env, 1);
-    if (rc != 0)
-        free(env);
-    return rc;
-}
-
 int actor_call(struct actor *self, struct dist_pid to, const struct actor_type *type, void *payload,
                size_t size, double timeout, actor_reply_cb cb, void *cb_data)
 {
@@ -67,7 +48,7 @@ int actor_call(struct actor *self, struct dist_pid to, const struct actor_type *
         return ACTOR_ENOMEM;
     rc = actor__signal(sys, to, ENV_MONITOR, me, 0, ref);
     if (rc == 0)
-        rc = send_request(sys, me, to, ref, type, payload, size);
+        rc = actor__post(sys, to, ENV_CALL, me, ref, type, payload, size, 1);
     if (rc != 0) {
         free(pc);
         return rc;
@@ -159,21 +140,17 @@ int actor_reply(struct actor *self, const struct actor_msg *request, const struc
                 void *payload, size_t size)
 {
     struct actor_system *sys = self->home->sys;
-    struct envelope *env;
+    int rc;
 
     if (request == NULL || request->kind != ACTOR_MSG_CALL || type == NULL)
         return ACTOR_EINVAL;
-    env = actor__env_new(ENV_REPLY, actor__pid(sys, self));
-    if (env == NULL)
-        return ACTOR_ENOMEM;
-    env->ref = request->u.call.ref.id;
-    env->type = type;
-    env->payload = payload;
-    env->size = size;
-    if (actor__deliver(sys, request->from, env, 0) != 0) {
-        /* The caller is gone; the reply is dropped, as promised, and freed with it. */
-        actor__env_free(env);
-    }
+    rc = actor__post(sys, request->from, ENV_REPLY, actor__pid(sys, self), request->u.call.ref.id,
+                     type, payload, size, 0);
+    if (rc == ACTOR_ENOMEM)
+        return rc;
+    /* A caller that is gone drops the reply, as promised: it is freed here. */
+    if (rc != 0)
+        actor_payload_free(type, payload);
     return 0;
 }
 
@@ -306,7 +283,7 @@ int actor_call_wait(struct actor_system *sys, struct dist_pid to, const struct a
     ref = actor__ref_new(sys);
     rc = actor__signal(sys, to, ENV_MONITOR, me, 0, ref);
     if (rc == 0)
-        rc = send_request(sys, me, to, ref, type, payload, size);
+        rc = actor__post(sys, to, ENV_CALL, me, ref, type, payload, size, 1);
     if (rc != 0)
         actor_payload_free(type, payload); /* taken in every case, as documented */
     if (rc == 0) {

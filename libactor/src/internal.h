@@ -217,6 +217,10 @@ extern _Thread_local struct actor *actor__tls_actor;
 /* actor.c */
 struct actor *actor__lookup(struct actor_system *sys, struct dist_pid pid);
 int actor__deliver(struct actor_system *sys, struct dist_pid to, struct envelope *env, int bounded);
+/* Post @payload as an envelope of @kind; on failure the payload stays the caller's. */
+int actor__post(struct actor_system *sys, struct dist_pid to, enum env_kind kind,
+                struct dist_pid from, uint64_t ref, const struct actor_type *type, void *payload,
+                size_t size, int bounded);
 int actor__signal(struct actor_system *sys, struct dist_pid to, enum env_kind kind,
                   struct dist_pid from, int reason, uint64_t ref);
 struct envelope *actor__env_new(enum env_kind kind, struct dist_pid from);
