@@ -134,7 +134,8 @@ struct actor_msg {
     struct dist_pid from; /* the sender; DIST_PID_NONE for sends from outside any actor */
     const struct actor_type *type;
     void *payload;
-    size_t size; /* raw payloads: their length */
+    size_t size;    /* raw payloads: their length */
+    unsigned flags; /* ACTOR_MSG_INLINE: the payload lives inside the envelope */
     union {
         struct {
             struct dist_pid pid;
@@ -155,7 +156,13 @@ struct actor_msg {
     } u;
 };
 
-/* Take ownership of @msg's payload: the runtime will not free it. Returns the payload. */
+#define ACTOR_MSG_INLINE (1u << 0) /* see actor_send_copy */
+
+/*
+ * Take ownership of @msg's payload: the runtime will not free it. Returns the payload, or
+ * for an inline payload (ACTOR_MSG_INLINE) a malloc()ed copy of it; NULL when there is none,
+ * or when that copy cannot be allocated (the message is then left as it was).
+ */
 ACTOR_API void *actor_msg_take(struct actor_msg *msg);
 
 /* Free a payload of @type the way the runtime would (for payloads never sent). */
@@ -244,6 +251,19 @@ ACTOR_API struct actor_system *actor_system_of(const struct actor *self);
  */
 ACTOR_API int actor_send(struct actor_system *sys, struct dist_pid to,
                          const struct actor_type *type, void *payload, size_t size);
+
+/*
+ * actor_send_copy: send a copy of the @size bytes at @data as a raw message (actor_type_raw()),
+ * as Erlang copies a term into the receiver's heap. @data stays the caller's. A copy of at most
+ * ACTOR_INLINE_MAX bytes travels inside the runtime's envelope and costs no allocation; a
+ * larger one is malloc()ed. The receiver sees it as any raw message; actor_msg_take() hands it
+ * a malloc()ed copy when the payload was inline. Order, sender and thread rules as actor_send.
+ * Returns 0, ACTOR_ENOPROC, ACTOR_EBUSY, ACTOR_ENOMEM or ACTOR_EINVAL (@data NULL with
+ * @size > 0).
+ */
+#define ACTOR_INLINE_MAX 48
+ACTOR_API int actor_send_copy(struct actor_system *sys, struct dist_pid to, const void *data,
+                              size_t size);
 
 /* actor_send to a registered name. ACTOR_ENONAME when no actor has it. */
 ACTOR_API int actor_send_named(struct actor_system *sys, const char *name,

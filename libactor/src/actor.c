@@ -127,64 +127,6 @@ uint64_t actor__ref_new(struct actor_system *sys)
 
 /* ---- Envelopes and delivery ----------------------------------------------------------------- */
 
-/*
- * Envelopes are recycled through a cache per scheduler thread: a send and its delivery then
- * cost no malloc() in the steady state, even through bursts of hundreds of thousands of
- * messages. The cache may grow while its scheduler is busy; an idle scheduler trims it back
- * (actor__env_trim). Other threads use malloc() directly.
- */
-#define ENV_CACHE_MAX (1u << 22)
-
-struct envelope *actor__env_new(enum env_kind kind, struct dist_pid from)
-{
-    struct scheduler *s = actor__tls_sched;
-    struct envelope *env;
-
-    if (s != NULL && s->env_cache != NULL) {
-        env = s->env_cache;
-        s->env_cache = env->payload;
-        s->env_cached--;
-    } else {
-        env = malloc(sizeof(*env));
-        if (env == NULL)
-            return NULL;
-    }
-    env->kind = (uint8_t)kind;
-    env->reason = 0;
-    env->from = from;
-    env->type = NULL;
-    env->payload = NULL;
-    env->size = 0;
-    env->ref = 0;
-    env->tag = 0;
-    return env;
-}
-
-void actor__env_trim(struct scheduler *s)
-{
-    while (s->env_cached > ENV_CACHE_KEEP) {
-        struct envelope *env = s->env_cache;
-        s->env_cache = env->payload;
-        s->env_cached--;
-        free(env);
-    }
-}
-
-void actor__env_free(struct envelope *env)
-{
-    struct scheduler *s = actor__tls_sched;
-
-    if (env->payload != NULL)
-        actor_payload_free(env->type, env->payload);
-    if (s != NULL && s->env_cached < ENV_CACHE_MAX) {
-        env->payload = s->env_cache;
-        s->env_cache = env;
-        s->env_cached++;
-        return;
-    }
-    free(env);
-}
-
 /* Enter a slot's gate for generation @gen. Returns 0, or ACTOR_ENOPROC. */
 static int gate_enter(struct actor *a, uint64_t gen)
 {
@@ -220,6 +162,7 @@ static void wake_actor(struct actor *a)
 int actor__deliver(struct actor_system *sys, struct dist_pid to, struct envelope *env, int bounded)
 {
     struct actor *a;
+    struct scheduler *me;
     uint64_t gate;
     int local;
 
@@ -236,7 +179,8 @@ int actor__deliver(struct actor_system *sys, struct dist_pid to, struct envelope
      * so the gate need not be entered: the hot path of a send between actors of one
      * scheduler is a push and a wake-up.
      */
-    local = a->home == actor__tls_sched && a->home != NULL;
+    me = actor__tls_sched;
+    local = a->home == me && me != NULL;
     if (!local && gate_enter(a, to.id >> 32) != 0)
         return ACTOR_ENOPROC;
     if (bounded && a->mailbox_max != 0 && ACTOR_DEPTH(a) >= a->mailbox_max) {
@@ -249,6 +193,8 @@ int actor__deliver(struct actor_system *sys, struct dist_pid to, struct envelope
     wake_actor(a);
     if (!local)
         gate_leave(a);
+    if (me != NULL && ++me->run_sends % HOG_SENDS == 0 && actor__tls_actor != NULL)
+        actor__share_hog(me);
     return 0;
 }
 
@@ -256,7 +202,7 @@ int actor__post(struct actor_system *sys, struct dist_pid to, enum env_kind kind
                 struct dist_pid from, uint64_t ref, const struct actor_type *type, void *payload,
                 size_t size, int bounded)
 {
-    struct envelope *env = actor__env_new(kind, from);
+    struct envelope *env = actor__env_new(sys, kind, from);
     int rc;
 
     if (env == NULL)
@@ -276,7 +222,7 @@ int actor__post(struct actor_system *sys, struct dist_pid to, enum env_kind kind
 int actor__signal(struct actor_system *sys, struct dist_pid to, enum env_kind kind,
                   struct dist_pid from, int reason, uint64_t ref)
 {
-    struct envelope *env = actor__env_new(kind, from);
+    struct envelope *env = actor__env_new(sys, kind, from);
     int rc;
 
     if (env == NULL)
@@ -289,7 +235,7 @@ int actor__signal(struct actor_system *sys, struct dist_pid to, enum env_kind ki
     return rc;
 }
 
-static struct dist_pid current_pid(struct actor_system *sys)
+struct dist_pid actor__current_pid(struct actor_system *sys)
 {
     struct actor *self = actor__tls_actor;
 
@@ -301,7 +247,7 @@ int actor_send(struct actor_system *sys, struct dist_pid to, const struct actor_
 {
     if (sys == NULL || type == NULL)
         return ACTOR_EINVAL;
-    return actor__post(sys, to, ENV_USER, current_pid(sys), 0, type, payload, size, 1);
+    return actor__post(sys, to, ENV_USER, actor__current_pid(sys), 0, type, payload, size, 1);
 }
 
 int actor_cast(struct actor_system *sys, struct dist_pid to, const struct actor_type *type,
@@ -317,7 +263,7 @@ int actor_cast(struct actor_system *sys, struct dist_pid to, const struct actor_
  */
 int actor_exit_signal(struct actor_system *sys, struct dist_pid to, int reason)
 {
-    int rc = actor__signal(sys, to, ENV_EXIT, current_pid(sys), reason, 0);
+    int rc = actor__signal(sys, to, ENV_EXIT, actor__current_pid(sys), reason, 0);
     struct actor *a = rc == 0 ? actor__lookup(sys, to) : NULL;
     uint64_t flag = EXIT_PENDING | (uint32_t)reason, none = 0;
 
@@ -339,6 +285,13 @@ void *actor_msg_take(struct actor_msg *msg)
 {
     void *p = msg->payload;
 
+    if (p != NULL && (msg->flags & ACTOR_MSG_INLINE)) {
+        p = malloc(msg->size); /* the envelope is recycled: hand over a copy */
+        if (p == NULL)
+            return NULL;
+        memcpy(p, msg->payload, msg->size);
+        msg->flags &= ~ACTOR_MSG_INLINE;
+    }
     msg->payload = NULL;
     return p;
 }

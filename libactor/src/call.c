@@ -100,12 +100,7 @@ int actor__call_reply(struct actor *a, struct envelope *env)
     if (pc == NULL)
         return 0; /* too late: the call already timed out */
     call_unmonitor(a, pc);
-    memset(&msg, 0, sizeof(msg));
-    msg.kind = ACTOR_MSG_USER;
-    msg.from = env->from;
-    msg.type = env->type;
-    msg.payload = env->payload;
-    msg.size = env->size;
+    actor__msg_init(&msg, ACTOR_MSG_USER, env);
     rc = pc->cb(a, a->state, 0, &msg, pc->cb_data);
     env->payload = msg.payload;
     free(pc);
@@ -250,11 +245,15 @@ static struct actor_msg *reply_msg(struct envelope *env)
     struct actor_msg *msg = calloc(1, sizeof(*msg));
 
     if (msg != NULL) {
-        msg->kind = ACTOR_MSG_USER;
-        msg->from = env->from;
-        msg->type = env->type;
-        msg->payload = env->payload;
-        msg->size = env->size;
+        actor__msg_init(msg, ACTOR_MSG_USER, env);
+        /* The reply outlives its envelope: an inline payload is copied out. */
+        if (msg->payload != NULL && (msg->flags & ACTOR_MSG_INLINE)) {
+            msg->payload = actor_msg_take(msg);
+            if (msg->payload == NULL) {
+                free(msg);
+                msg = NULL;
+            }
+        }
         env->payload = NULL;
     }
     actor__env_free(env);

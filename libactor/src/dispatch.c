@@ -237,7 +237,7 @@ static int call_handler(struct actor *a, struct actor_msg *msg)
     return a->behaviour->handle(a, a->state, msg);
 }
 
-static void msg_init(struct actor_msg *msg, enum actor_msg_kind kind, const struct envelope *env)
+void actor__msg_init(struct actor_msg *msg, enum actor_msg_kind kind, const struct envelope *env)
 {
     memset(msg, 0, sizeof(*msg));
     msg->kind = kind;
@@ -245,6 +245,8 @@ static void msg_init(struct actor_msg *msg, enum actor_msg_kind kind, const stru
     msg->type = env->type;
     msg->payload = env->payload;
     msg->size = env->size;
+    if (env->flags & ENV_INLINE)
+        msg->flags = ACTOR_MSG_INLINE;
 }
 
 /* An exit signal: kill ends the actor; trapped ones become messages; normal is ignored. */
@@ -264,7 +266,7 @@ static int on_exit_signal(struct actor *a, struct envelope *env)
         return 0;
     }
     if (a->flags & AF_TRAP_EXIT) {
-        msg_init(&msg, ACTOR_MSG_EXIT, env);
+        actor__msg_init(&msg, ACTOR_MSG_EXIT, env);
         msg.u.exit.pid = env->from;
         msg.u.exit.reason = env->reason;
         return call_handler(a, &msg);
@@ -284,7 +286,7 @@ static int on_down(struct actor *a, struct envelope *env)
 
     if (actor__call_failed(a, env->ref, ACTOR_ENOPROC, &rc))
         return rc; /* it was a call's monitor: the continuation heard of it */
-    msg_init(&msg, ACTOR_MSG_DOWN, env);
+    actor__msg_init(&msg, ACTOR_MSG_DOWN, env);
     msg.u.down.ref.id = env->ref;
     msg.u.down.pid = env->from;
     msg.u.down.reason = env->reason;
@@ -300,7 +302,7 @@ static int process(struct actor *a, struct envelope *env)
     switch (env->kind) {
     case ENV_USER:
     case ENV_CALL:
-        msg_init(&msg, env->kind == ENV_CALL ? ACTOR_MSG_CALL : ACTOR_MSG_USER, env);
+        actor__msg_init(&msg, env->kind == ENV_CALL ? ACTOR_MSG_CALL : ACTOR_MSG_USER, env);
         msg.u.call.ref.id = env->ref;
         rc = call_handler(a, &msg);
         env->payload = msg.payload; /* NULL if the handler took it */
@@ -338,7 +340,7 @@ static int process(struct actor *a, struct envelope *env)
         break;
     case ENV_TIMER:
         if (actor__timer_fired(a, env->ref)) {
-            msg_init(&msg, ACTOR_MSG_TIMER, env);
+            actor__msg_init(&msg, ACTOR_MSG_TIMER, env);
             msg.u.timer.id = env->ref;
             msg.u.timer.tag = env->tag;
             rc = call_handler(a, &msg);
@@ -384,6 +386,7 @@ void actor__run(struct scheduler *s, struct actor *a)
     int rc = 0;
 
     actor__tls_actor = a;
+    s->run_sends = 0;
     atomic_store_explicit(&a->running, 1, memory_order_relaxed);
     if (a->flags & AF_NEED_INIT) {
         rc = run_init(a);

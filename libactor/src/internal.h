@@ -75,9 +75,16 @@ enum env_kind {
     ENV_NOOP,         /* a flushed DOWN: skipped */
 };
 
+#define ENV_INLINE (1u << 0) /* the payload is data[], a copy made by actor_send_copy */
+
+struct scheduler;
+
+/* 128 bytes: two cache lines, the second mostly the inline payload. */
 struct envelope {
-    struct mpsc_node node; /* first: the mailbox links envelopes through it */
+    struct mpsc_node node;  /* first: the mailbox links envelopes through it */
+    struct scheduler *home; /* where it goes back when freed; NULL: malloc()ed outside one */
     uint8_t kind;
+    uint8_t flags; /* ENV_INLINE */
     int reason;
     struct dist_pid from;
     const struct actor_type *type;
@@ -85,6 +92,7 @@ struct envelope {
     size_t size;
     uint64_t ref;
     uint64_t tag;
+    _Alignas(8) unsigned char data[ACTOR_INLINE_MAX];
 };
 
 /* ---- Actors ---------------------------------------------------------------------------------- */
@@ -161,6 +169,12 @@ struct actor_ext {
 
 /* ---- Schedulers and the system ------------------------------------------------------------ */
 
+/* Envelopes freed on one scheduler that belong to another, handed over in batches. */
+struct env_batch {
+    struct envelope *first, *last;
+    unsigned n;
+};
+
 /*
  * A scheduler. Fields other threads touch (inbox, sleeping, idle) and fields only its own
  * thread writes on every message sit on separate cache lines, so a busy scheduler's
@@ -177,16 +191,21 @@ struct scheduler {
     _Alignas(64) struct mpsc inbox; /* actors made ready by other threads */
     _Atomic int sleeping;
     _Atomic int idle; /* spinning or asleep: ready to take actors handed over */
+    _Atomic(struct envelope *) env_returned; /* this thread's envelopes, freed elsewhere */
     /* this thread's own */
     _Alignas(64) struct mpsc_node *ready_head, *ready_tail; /* local FIFO of ready actors */
     unsigned ready_len;
     unsigned dispatches;
+    unsigned run_sends;         /* sends by the running actor in this run */
     int64_t busy_since;         /* when the FIFO was last empty; 0 while it is */
     int64_t next_poll;          /* when a spinning scheduler next polls its loop */
+    int64_t idle_since;         /* when it last ran dry; 0 while it has work */
+    ev_timer trim_timer;        /* gives cached envelopes back after TRIM_AFTER_S idle */
     struct actor *free_slots;   /* slots this thread may reuse without a lock */
     struct envelope *env_cache; /* recycled envelopes, linked through their payload */
     unsigned env_cached;
-    _Atomic uint64_t delivered; /* written by this thread, read by stats */
+    struct env_batch env_out[MAX_SCHEDULERS]; /* freed here, going home to scheduler [i] */
+    _Atomic uint64_t delivered;               /* written by this thread, read by stats */
     _Atomic uint64_t spawned;
     _Atomic uint64_t exited;
 };
@@ -223,12 +242,19 @@ int actor__post(struct actor_system *sys, struct dist_pid to, enum env_kind kind
                 size_t size, int bounded);
 int actor__signal(struct actor_system *sys, struct dist_pid to, enum env_kind kind,
                   struct dist_pid from, int reason, uint64_t ref);
-struct envelope *actor__env_new(enum env_kind kind, struct dist_pid from);
+/* envelope.c */
+struct envelope *actor__env_new(struct actor_system *sys, enum env_kind kind, struct dist_pid from);
 void actor__env_free(struct envelope *env);
 /* Give a scheduler's cached envelopes past ENV_CACHE_KEEP back to malloc. */
 #define ENV_CACHE_KEEP 4096
 void actor__env_trim(struct scheduler *s);
+/* Hand the envelopes gathered for other schedulers back to them (before idling). */
+void actor__env_flush(struct scheduler *s);
+/* Free every envelope @s holds: its cache, its returned stack, its batches (system free). */
+void actor__env_release_all(struct scheduler *s);
+struct dist_pid actor__current_pid(struct actor_system *sys);
 void actor__run(struct scheduler *s, struct actor *a);
+void actor__msg_init(struct actor_msg *msg, enum actor_msg_kind kind, const struct envelope *env);
 struct dist_pid actor__pid(struct actor_system *sys, const struct actor *a);
 struct actor_ext *actor__ext(struct actor *a);
 struct actor *actor__slot_alloc(struct actor_system *sys);
@@ -241,6 +267,9 @@ int actor__mon_take(struct mon_set *set, uint64_t ref, struct dist_pid *pid);
 
 /* system.c */
 void actor__schedule(struct actor *a);
+/* Called from the send path every HOG_SENDS sends of one actor's run. */
+#define HOG_SENDS 1024
+void actor__share_hog(struct scheduler *s);
 void actor__log(struct actor_system *sys, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -8,6 +8,7 @@
  * busy schedulers exchange work without system calls.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,8 @@ _Thread_local struct actor *actor__tls_actor;
  */
 #define SHARE_AFTER_NS 20000000L
 /* While spinning, the loop is polled for due timers this often. */
-#define POLL_NS 50000L
+#define POLL_NS      50000L
+#define TRIM_AFTER_S 1.0 /* idle seconds before cached envelopes go back to malloc */
 
 /* ---- MPSC queue ------------------------------------------------------------------------------ */
 
@@ -175,12 +177,30 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
+/*
+ * A burst can leave hundreds of thousands of envelopes cached. They are given back to malloc
+ * once the scheduler has been idle for TRIM_AFTER_S, not at every pause, so that bursts a
+ * moment apart reuse them (as allocators decay their dirty pages).
+ */
+static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct scheduler *s = (struct scheduler *)((char *)w - offsetof(struct scheduler, trim_timer));
+
+    if (s->ready_head == NULL && s->idle_since != 0 &&
+        now_ns() - s->idle_since >= (int64_t)(TRIM_AFTER_S * 1e9)) {
+        actor__env_trim(s);
+        ev_timer_stop(loop, w);
+    }
+}
+
 /* Spin, then sleep until woken or a timer is due. */
 static void idle(struct scheduler *s)
 {
     int64_t until = now_ns() + SPIN_NS;
 
+    s->idle_since = until - SPIN_NS;
     atomic_store_explicit(&s->idle, 1, memory_order_relaxed);
+    actor__env_flush(s);
     for (unsigned i = 0;; i++) {
         if (actor__mpsc_maybe_nonempty(&s->inbox) || atomic_load(&s->sys->stopping))
             goto out;
@@ -198,12 +218,14 @@ static void idle(struct scheduler *s)
                 goto out;
         }
     }
-    actor__env_trim(s); /* about to sleep: a burst's envelopes are not needed now */
+    if (!ev_is_active(&s->trim_timer))
+        ev_timer_start(s->loop, &s->trim_timer);
     atomic_store(&s->sleeping, 1);
     if (!actor__mpsc_maybe_nonempty(&s->inbox) && !atomic_load(&s->sys->stopping))
         ev_run(s->loop, EVRUN_ONCE);
     atomic_store(&s->sleeping, 0);
 out:
+    s->idle_since = 0;
     atomic_store_explicit(&s->idle, 0, memory_order_relaxed);
 }
 
@@ -221,25 +243,12 @@ static struct scheduler *idle_peer(struct scheduler *s)
 }
 
 /*
- * Work sharing: with actors waiting here and a peer idle, hand it half of them. An actor
- * moves only from its home's own thread and only while queued, not running, so senders'
- * same-scheduler fast path stays sound. Actors with timers or calls in flight stay, since
- * those live on this loop.
+ * Hand up to @give of the actors queued here to @peer. An actor moves only from its home's
+ * own thread and only while queued, not running, so senders' same-scheduler fast path stays
+ * sound. Actors with timers or calls in flight stay, since those live on this loop.
  */
-static void share(struct scheduler *s)
+static void give_to(struct scheduler *s, struct scheduler *peer, unsigned give)
 {
-    struct scheduler *peer;
-    unsigned give;
-
-    if (s->ready_len < 2 || (s->dispatches & 63) != 0)
-        return;
-    if (s->busy_since == 0 || now_ns() - s->busy_since < SHARE_AFTER_NS)
-        return;
-    peer = idle_peer(s);
-    if (peer == NULL)
-        return;
-    s->busy_since = now_ns(); /* the next hand-over waits its turn */
-    give = s->ready_len / 2;
     for (unsigned i = 0, n = s->ready_len; i < n && give > 0; i++) {
         struct actor *a = ready_pop(s);
         if (a->ext != NULL && (a->ext->timers != NULL || a->ext->calls != NULL)) {
@@ -250,6 +259,37 @@ static void share(struct scheduler *s)
         actor__schedule(a);
         give--;
     }
+}
+
+/* Work sharing: with actors waiting here for a while and a peer idle, hand it half of them. */
+static void share(struct scheduler *s)
+{
+    struct scheduler *peer;
+
+    if (s->ready_len < 2 || (s->dispatches & 63) != 0)
+        return;
+    if (s->busy_since == 0 || now_ns() - s->busy_since < SHARE_AFTER_NS)
+        return;
+    peer = idle_peer(s);
+    if (peer == NULL)
+        return;
+    s->busy_since = now_ns(); /* the next hand-over waits its turn */
+    give_to(s, peer, s->ready_len / 2);
+}
+
+/*
+ * A handler that sends HOG_SENDS messages in one run (a fan-out loop) holds its scheduler
+ * for as long as it likes, and every actor queued behind it waits, those it feeds included.
+ * When several wait, an idle peer takes them all, and they run while the loop goes on. A
+ * lone one stays: one consumer drains a batch faster from this core's cache than through a
+ * stream of cross-core transfers (measured: 6x slower for a counter fed in a loop).
+ */
+void actor__share_hog(struct scheduler *s)
+{
+    struct scheduler *peer = s->ready_len >= 2 ? idle_peer(s) : NULL;
+
+    if (peer != NULL)
+        give_to(s, peer, s->ready_len);
 }
 
 static void *scheduler_main(void *arg)
@@ -275,6 +315,7 @@ static void *scheduler_main(void *arg)
         if (++s->dispatches % EV_POLL_EVERY == 0)
             ev_run(s->loop, EVRUN_NOWAIT);
     }
+    actor__env_flush(s);
     actor__tls_sched = NULL;
     return NULL;
 }
@@ -323,6 +364,7 @@ int actor_system_new(const struct actor_system_opts *opts, struct actor_system *
         }
         ev_async_init(&s->wake, wake_cb);
         ev_async_start(s->loop, &s->wake);
+        ev_timer_init(&s->trim_timer, trim_cb, TRIM_AFTER_S, TRIM_AFTER_S);
     }
     *out = sys;
     return 0;
@@ -434,14 +476,11 @@ void actor_system_free(struct actor_system *sys)
         struct scheduler *s = &sys->scheds[i];
         if (s->loop != NULL) {
             ev_async_stop(s->loop, &s->wake);
+            ev_timer_stop(s->loop, &s->trim_timer);
             ev_loop_destroy(s->loop);
         }
-        while (s->env_cache != NULL) {
-            struct envelope *env = s->env_cache;
-            s->env_cache = env->payload;
-            free(env);
-        }
     }
+    /* Envelopes left in mailboxes go back to their schedulers first, then all are freed. */
     for (uint32_t c = 0; c < atomic_load(&sys->nchunks); c++) {
         struct actor *chunk = atomic_load(&sys->chunks[c]);
         for (uint32_t i = 0; i < CHUNK_SIZE; i++) {
@@ -451,6 +490,8 @@ void actor_system_free(struct actor_system *sys)
         }
         free(chunk);
     }
+    for (unsigned i = 0; i < sys->nsched; i++)
+        actor__env_release_all(&sys->scheds[i]);
     actor__names_free(sys);
     pthread_mutex_destroy(&sys->table_lock);
     pthread_mutex_destroy(&sys->names_lock);

@@ -48,7 +48,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct actor *a = t->owner;
     struct actor_system *sys = a->home->sys;
     struct dist_pid me = actor__pid(sys, a);
-    struct envelope *env = actor__env_new(t->kind == TIMER_TAG ? ENV_TIMER : ENV_USER, me);
+    struct envelope *env = actor__env_new(sys, t->kind == TIMER_TAG ? ENV_TIMER : ENV_USER, me);
 
     if (env == NULL)
         return;
@@ -58,7 +58,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         if (t->w.repeat <= 0.)
             t->fired = 1;
         if (actor__deliver(sys, me, env, 0) != 0)
-            free(env);
+            actor__env_free(env);
         return;
     }
     env->type = t->type;

@@ -14,11 +14,10 @@
  *   skynet            a 10-ary tree of actors down to 1,000,000 leaves; sums come back up
  *   idle_actor_bytes  spawn 1,000,000 idle actors: (RSS after - RSS before) / 1,000,000
  *
- * Messages are raw payloads. One that carries data is a malloc()ed struct bench_msg; one that
- * carries nothing (an increment, a stop, a done) is an empty payload: NULL of size 0 when the
- * runtime accepts it (probed at start), else one malloc()ed byte. A message that goes back and
- * forth (a ping that becomes a pong, the ring's token) is taken with actor_msg_take() and sent
- * on, as an Erlang process passes on the term it received.
+ * Messages are raw payloads sent by copy (actor_send_copy), as Erlang copies a term into the
+ * receiver's heap: a struct bench_msg when the message carries data, nothing at all when it
+ * carries none (an increment, a stop, a done). Copies this small travel inside the runtime's
+ * envelope, so no message costs a malloc().
  *
  * Each timed run:
  *
@@ -87,7 +86,6 @@ struct bench_msg {
 struct bench {
     struct actor_system *sys;
     const struct actor_type *raw;
-    int empty_null;    /* empty messages are NULL of size 0 (else one malloc()ed byte) */
     sem_t done;        /* posted by the actor that ends a run, or by bench_fail() */
     atomic_int failed; /* set once, by the first bench_fail() */
     char error[BENCH_ERR_MAX];
@@ -215,50 +213,14 @@ static uint64_t msg_value(const struct actor_msg *msg)
 
 static int send_empty(struct bench *b, struct dist_pid to)
 {
-    char *p;
-    int rc;
-
-    if (b->empty_null)
-        return actor_send(b->sys, to, b->raw, NULL, 0);
-    p = malloc(1);
-    if (p == NULL)
-        return ACTOR_ENOMEM;
-    *p = 0;
-    rc = actor_send(b->sys, to, b->raw, p, 1);
-    if (rc != 0)
-        free(p);
-    return rc;
+    return actor_send_copy(b->sys, to, NULL, 0);
 }
 
 static int send_data(struct bench *b, struct dist_pid to, uint32_t kind, uint64_t value)
 {
-    struct bench_msg *m = malloc(sizeof *m);
-    int rc;
+    struct bench_msg m = {kind, 0, value};
 
-    if (m == NULL)
-        return ACTOR_ENOMEM;
-    m->kind = kind;
-    m->pad = 0;
-    m->value = value;
-    rc = actor_send(b->sys, to, b->raw, m, sizeof *m);
-    if (rc != 0)
-        free(m);
-    return rc;
-}
-
-/* Send the received message on to @to, rewritten, instead of allocating a new one. */
-static int send_on(struct bench *b, struct actor_msg *msg, struct dist_pid to, uint32_t kind,
-                   uint64_t value)
-{
-    struct bench_msg *m = actor_msg_take(msg);
-    int rc;
-
-    m->kind = kind;
-    m->value = value;
-    rc = actor_send(b->sys, to, b->raw, m, sizeof *m);
-    if (rc != 0)
-        free(m);
-    return rc;
+    return actor_send_copy(b->sys, to, &m, sizeof m);
 }
 
 /* A message a behaviour does not expect: fail the run, crash the actor. */
@@ -332,7 +294,7 @@ static int pong_handle(struct actor *self, void *state, struct actor_msg *msg)
 
     switch (msg_kind(b, msg)) {
     case KIND_PING:
-        return send_on(b, msg, msg->from, KIND_PONG, 0);
+        return send_data(b, msg->from, KIND_PONG, 0);
     case KIND_EMPTY:
         actor_exit(self, ACTOR_NORMAL);
         return 0;
@@ -358,7 +320,7 @@ static int ping_handle(struct actor *self, void *state, struct actor_msg *msg)
         }
         /* fall through */
     case KIND_START:
-        rc = send_on(p->b, msg, p->pong, KIND_PING, 0);
+        rc = send_data(p->b, p->pong, KIND_PING, 0);
         if (rc != 0)
             bench_fail(p->b, "pingpong: ping", rc);
         return rc;
@@ -408,7 +370,7 @@ static int counter_handle(struct actor *self, void *state, struct actor_msg *msg
         return 0;
     case KIND_GET:
         actor_exit(self, ACTOR_NORMAL);
-        return send_on(c->b, msg, msg->from, KIND_COUNT, c->count);
+        return send_data(c->b, msg->from, KIND_COUNT, c->count);
     default:
         return unexpected(c->b, "counter", msg);
     }
@@ -424,7 +386,7 @@ static int producer_handle(struct actor *self, void *state, struct actor_msg *ms
         for (uint32_t i = 0; i < COUNTING_N && rc == 0; i++)
             rc = send_empty(c->b, c->counter);
         if (rc == 0)
-            rc = send_on(c->b, msg, c->counter, KIND_GET, 0);
+            rc = send_data(c->b, c->counter, KIND_GET, 0);
         if (rc != 0)
             bench_fail(c->b, "counting: send", rc);
         return rc;
@@ -495,7 +457,7 @@ static int ring_handle(struct actor *self, void *state, struct actor_msg *msg)
             return 0;
         }
         next = m->b->pids[(m->index + 1) % RING_ACTORS];
-        rc = send_on(m->b, msg, next, KIND_TOKEN, msg_value(msg) - 1);
+        rc = send_data(m->b, next, KIND_TOKEN, msg_value(msg) - 1);
         if (rc != 0)
             bench_fail(m->b, "threadring: pass", rc);
         return rc;
@@ -575,7 +537,7 @@ static int big_ping(struct big_worker *w, struct actor_msg *msg)
     r = w->seed % (BIG_ACTORS - 1);
     if (r >= w->m.index)
         r++;
-    return send_on(w->m.b, msg, w->m.b->pids[r], KIND_PING, 0);
+    return send_data(w->m.b, w->m.b->pids[r], KIND_PING, 0);
 }
 
 static int big_handle(struct actor *self, void *state, struct actor_msg *msg)
@@ -586,7 +548,7 @@ static int big_handle(struct actor *self, void *state, struct actor_msg *msg)
 
     switch (msg_kind(b, msg)) {
     case KIND_PING:
-        rc = send_on(b, msg, msg->from, KIND_PONG, 0);
+        rc = send_data(b, msg->from, KIND_PONG, 0);
         break;
     case KIND_PONG:
         if (w->left == 1) {
@@ -1022,9 +984,8 @@ static void report(const struct bench *b, const char *name, uint64_t n, double s
     if (opt.json)
         printf("{\"suite\":\"actor\",\"bench\":\"%s\",\"impl\":\"ours\",\"n\":%llu,"
                "\"seconds\":%.7f,\"ops_per_s\":%.0f,\"iterations\":%d,\"kept\":%d,"
-               "\"schedulers\":%u,\"empty_payload\":\"%s\"%s}\n",
-               name, (unsigned long long)n, secs, rate, iters, kept, opt.schedulers,
-               b->empty_null ? "null" : "malloc", extra_json);
+               "\"schedulers\":%u%s}\n",
+               name, (unsigned long long)n, secs, rate, iters, kept, opt.schedulers, extra_json);
     else
         printf("%-17s n=%-9llu %12.6f s %12.0f ops/s  (%d of %d runs kept)%s\n", name,
                (unsigned long long)n, secs, rate, kept, iters, extra_text);
@@ -1104,34 +1065,6 @@ static int run_idle_report(struct bench *b)
 
 /* ---- The system -------------------------------------------------------------------------- */
 
-static int stopper_handle(struct actor *self, void *state, struct actor_msg *msg)
-{
-    actor_exit(self, ACTOR_NORMAL);
-    return 0;
-}
-
-static const struct actor_behaviour stopper_behaviour = {"stopper", NULL, stopper_handle, NULL};
-
-/* Find out whether the runtime takes a NULL payload of size 0; if not, empties are 1 byte. */
-static int probe_empty(struct bench *b)
-{
-    struct actor_stats st;
-    struct dist_pid pid;
-    int rc;
-
-    actor_system_stats(b->sys, &st);
-    rc = spawn_top(b, &stopper_behaviour, NULL, &pid);
-    if (rc != 0)
-        return rc;
-    b->empty_null = 1;
-    rc = actor_send(b->sys, pid, b->raw, NULL, 0);
-    if (rc == ACTOR_EINVAL) {
-        b->empty_null = 0;
-        rc = send_empty(b, pid);
-    }
-    return rc != 0 ? rc : settle(b, st.alive, "the probe");
-}
-
 static int system_up(struct bench *b)
 {
     struct actor_system_opts o = {opt.schedulers, 0, NULL, NULL};
@@ -1142,8 +1075,6 @@ static int system_up(struct bench *b)
     rc = actor_system_new(&o, &b->sys);
     if (rc == 0)
         rc = actor_system_start(b->sys);
-    if (rc == 0)
-        rc = probe_empty(b);
     if (rc != 0)
         fprintf(stderr, "actor_bench: starting the actor system: %s\n", actor_strerror(rc));
     return rc;

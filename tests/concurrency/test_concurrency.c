@@ -100,8 +100,10 @@ static int sink_handle(struct actor *self, void *state, struct actor_msg *msg)
         return actor_reply(self, msg, actor_type_raw(), answer, 2 * sizeof(size_t));
     }
     if (msg->kind == ACTOR_MSG_USER) {
-        size_t i = sender_index(s, msg->from);
-        if (i >= SENDERS || msg->size != s->next[i])
+        size_t i = sender_index(s, msg->from), seq = msg->size;
+        if (msg->flags & ACTOR_MSG_INLINE) /* sent by copy: the number is the payload */
+            memcpy(&seq, msg->payload, sizeof(seq));
+        if (i >= SENDERS || seq != s->next[i])
             s->out_of_order = 1;
         else
             s->next[i]++;
@@ -117,14 +119,24 @@ static void free_state(struct actor *self, void *state, int reason)
 
 static const struct actor_behaviour sink_b = {"sink", sink_init, sink_handle, free_state};
 
-/* A sender sends PER_SENDER messages numbered in their size field, then ends. */
+struct source_arg {
+    struct dist_pid to;
+    int copy; /* send by copy (the number in the payload), else numbered in the size field */
+};
+
+/*
+ * A sender sends PER_SENDER numbered messages, then ends. Sent by copy, the envelopes it
+ * makes on one scheduler are freed on the other and travel back.
+ */
 static int source_init(struct actor *self, void *arg, void **state)
 {
-    struct dist_pid to = *(struct dist_pid *)arg;
+    const struct source_arg *a = arg;
     struct actor_system *sys = actor_system_of(self);
 
     for (size_t n = 0; n < PER_SENDER; n++) {
-        if (actor_send(sys, to, actor_type_raw(), NULL, n) != 0)
+        int rc = a->copy ? actor_send_copy(sys, a->to, &n, sizeof(n))
+                         : actor_send(sys, a->to, actor_type_raw(), NULL, n);
+        if (rc != 0)
             return ACTOR_ENOPROC;
     }
     actor_exit(self, ACTOR_NORMAL);
@@ -146,26 +158,28 @@ static int ask_sink(struct actor_system *sys, struct dist_pid sink, size_t *tota
     return rc;
 }
 
-static void check_order(struct actor_system *sys)
+static void check_order(struct actor_system *sys, int copy)
 {
     struct actor_spawn_opts on0 = {.scheduler = 0}, on1 = {.scheduler = 1};
-    struct dist_pid sink;
+    struct source_arg arg = {.copy = copy};
     size_t total = 0, bad = 1;
     char why[128];
 
-    actor_spawn(sys, NULL, &sink_b, NULL, &on1, &sink);
+    actor_spawn(sys, NULL, &sink_b, NULL, &on1, &arg.to);
     for (int i = 0; i < SENDERS; i++)
-        actor_spawn(sys, NULL, &source_b, &sink, i % 2 ? &on1 : &on0, NULL);
+        actor_spawn(sys, NULL, &source_b, &arg, i % 2 ? &on1 : &on0, NULL);
     for (long i = 0; i < WAIT_MS; i++) {
-        if (ask_sink(sys, sink, &total, &bad) != 0 || total >= (size_t)SENDERS * PER_SENDER)
+        if (ask_sink(sys, arg.to, &total, &bad) != 0 || total >= (size_t)SENDERS * PER_SENDER)
             break;
         sleep_ms(1);
     }
     snprintf(why, sizeof(why), "%zu of %d messages, out of order: %zu", total, SENDERS * PER_SENDER,
              bad);
-    check(total == (size_t)SENDERS * PER_SENDER && bad == 0, "per-sender order across schedulers",
+    check(total == (size_t)SENDERS * PER_SENDER && bad == 0,
+          copy ? "per-sender order across schedulers, sent by copy"
+               : "per-sender order across schedulers",
           why);
-    actor_kill(sys, sink);
+    actor_kill(sys, arg.to);
 }
 
 /* ---- Spawn/exit storms from several threads ------------------------------------------------ */
@@ -341,7 +355,8 @@ int main(void)
         printf("FAIL cannot start an actor system\n");
         return 1;
     }
-    check_order(sys);
+    check_order(sys, 0);
+    check_order(sys, 1);
     check_storm(sys);
     check_chain(sys);
     check_monitors(sys);
