@@ -1,6 +1,7 @@
 /*
  * daemon.h: run the epmd daemon under test and talk to it over raw loopback sockets.
- * Used only by test_epmd_daemon.c; every helper is static.
+ * Shared by the integration tests (test_epmd_daemon_*.c, test_epmd_client.c); every helper
+ * is static.
  *
  *   daemon_start: pick a free port --> fork/exec EPMD_BIN (stderr to a temp file)
  *                 --> poll connect + NAMES until it answers (bounded), else retry a new port
