@@ -47,7 +47,23 @@ extern "C" {
     X(EBADNAME, -30005, "invalid node name")                                                       \
     X(ENOBUFS, -30006, "output buffer too small")                                                  \
     X(ELIMIT, -30007, "limit exceeded")                                                            \
-    X(EINVAL, -30008, "invalid argument")
+    X(EINVAL, -30008, "invalid argument")                                                          \
+    X(EAUTH, -30009, "authentication failed")                                                      \
+    X(ECOOKIE_PERM, -30010, "cookie file is readable by others or not owned by this user")         \
+    X(ECOOKIE, -30011, "invalid cookie")                                                           \
+    X(ETLS, -30012, "TLS failure")                                                                 \
+    X(ENOTTLS, -30013, "peer does not speak TLS")                                                  \
+    X(EHANDSHAKE, -30014, "handshake protocol violation")                                          \
+    X(EFRAME_TOO_BIG, -30015, "frame or message over the size limit")                              \
+    X(EFRAME_BAD, -30016, "frame does not decode")                                                 \
+    X(EFRAG_UNKNOWN, -30017, "fragment for a stream that was never started")                       \
+    X(EFRAG_ORDER, -30018, "fragment stream started twice or out of order")                        \
+    X(EFRAG_LENGTH, -30019, "fragments disagree with their announced total")                       \
+    X(EFRAG_STREAMS, -30020, "too many fragmented messages in flight")                             \
+    X(ENOTFOUND, -30021, "name not registered")                                                    \
+    X(ETAKEN, -30022, "name held by another owner")                                                \
+    X(ECLOSED, -30023, "connection closed by peer")                                                \
+    X(ERESOLVE, -30024, "cannot resolve host")
 
 enum dist_err {
 #define DIST_ERR_ENUM_(name, value, msg) DIST_##name = (value),
@@ -418,6 +434,263 @@ DIST_API int dist_epmd_result_parse(const uint8_t *body, size_t len, uint8_t tag
                                     uint32_t *creation, uint32_t *lease_ms);
 /* One entry from a LIST_RESP or EVENT body. */
 DIST_API int dist_epmd_entry_parse(const uint8_t *buf, size_t len, struct dist_epmd_entry *e);
+
+/* ---- epmd client ----------------------------------------------------------------------------
+ *
+ * The asynchronous client of epmd, on a libev loop that the caller owns and runs. It keeps a
+ * node registered through the extension's leased registration, re-registers it by itself
+ * after epmd restarts, watches epmd for peers, and looks peers up with Erlang's PORT_PLEASE2,
+ * so a lookup works against Erlang's epmd too.
+ *
+ * Threads: every function in this section is called on the loop's thread, and every callback
+ * runs there. Nothing here blocks: connects are nonblocking and bounded by a timeout, and a
+ * host name (as opposed to a numeric address) is resolved on a short-lived thread of its own.
+ */
+
+struct ev_loop;
+struct dist_epmd_client;
+struct dist_epmd_lookup;
+
+/*
+ * dist_node_name_check: check a full node name "name@host" by Erlang's rules: name is 1..255
+ * letters, digits, '_' and '-'; host is 1..255 bytes, with no '@', space or control character.
+ * @name: NUL-terminated, borrowed.
+ * Returns 0, or DIST_EBADNAME (also for NULL).
+ */
+DIST_API int dist_node_name_check(const char *name);
+
+/* Severity of a message given to a dist_epmd_log_cb. */
+enum dist_epmd_log_level {
+    DIST_EPMD_LOG_ERROR = 0,
+    DIST_EPMD_LOG_WARN = 1,
+    DIST_EPMD_LOG_INFO = 2,
+    DIST_EPMD_LOG_DEBUG = 3,
+};
+
+/*
+ * A log hook: @msg is one line without a newline, borrowed for the call. The hook must not
+ * call back into the client that logs.
+ */
+typedef void (*dist_epmd_log_cb)(int level, const char *msg, void *user_data);
+
+/* One metadata pair: NUL-terminated key (1..64 bytes) and value (0..1024 bytes). */
+struct dist_epmd_kv {
+    const char *key;
+    const char *value;
+};
+
+/*
+ * Options of dist_epmd_client_new(). Zero-initialise, then set what you need; 0 or NULL picks
+ * the default. Every pointer is borrowed for the call only: the client copies what it keeps.
+ */
+struct dist_epmd_client_opts {
+    const char *host; /* epmd's host: a numeric address or a name; default "127.0.0.1" */
+    uint16_t port;    /* epmd's port; default $ERL_EPMD_PORT when it is a valid port, else 4369 */
+    /*
+     * The node to register: "name@host", or a bare "name". Only the name part is registered.
+     * NULL makes a client that can only watch.
+     */
+    const char *name;
+    uint16_t listen_port;            /* the node's distribution port, given to peers by lookups */
+    uint8_t node_type;               /* default 77 ('M', a normal node) */
+    uint16_t high_version;           /* default 6 */
+    uint16_t low_version;            /* default 5 */
+    const struct dist_epmd_kv *meta; /* metadata, DIST_EPMD_MAX_META pairs at most */
+    size_t meta_count;
+    /*
+     * The owner token, 1..DIST_EPMD_MAX_TOKEN bytes. Default: 16 random bytes drawn when the
+     * client is made. A token that survives a restart of the node (kept in its data
+     * directory, say) lets the restarted node replace its old lease at once; with a fresh
+     * token it is refused (DIST_ETAKEN) until the old lease lapses.
+     */
+    const uint8_t *token;
+    size_t token_len;
+    uint32_t lease_ms;       /* requested lease; default: epmd's (60 s); epmd clamps it */
+    uint32_t timeout_ms;     /* bound on each connect and each awaited reply; default 5000 */
+    uint32_t backoff_min_ms; /* first retry delay bound; default 100 */
+    uint32_t backoff_max_ms; /* largest retry delay; default 30000 */
+    size_t max_frame;        /* largest watch frame (the snapshot); default 64 MiB */
+    dist_epmd_log_cb log_cb; /* optional */
+    void *log_user_data;
+};
+
+/* Timeouts and backoff bounds above this are refused (10 minutes). */
+#define DIST_EPMD_MAX_TIMEOUT_MS 600000u
+
+/*
+ * dist_epmd_client_new: make a client on @loop; it does nothing until started.
+ * @loop: borrowed; it must outlive the client.
+ * @opts: borrowed for the call.
+ * @out: gets the client, owned by the caller, who frees it with dist_epmd_client_free().
+ * Returns 0, or:
+ *   DIST_EINVAL   NULL arguments; a token over DIST_EPMD_MAX_TOKEN bytes; a timeout or a
+ *                 backoff bound over DIST_EPMD_MAX_TIMEOUT_MS; backoff_min_ms > backoff_max_ms
+ *   DIST_EBADNAME a name failing dist_node_name_check() (or, bare, its name part's rules)
+ *   DIST_ELIMIT   metadata over its limits, or a registration too large for one request
+ *   -ENOMEM, or -errno when no random token could be drawn
+ * On failure *out is untouched.
+ */
+DIST_API int dist_epmd_client_new(struct ev_loop *loop, const struct dist_epmd_client_opts *opts,
+                                  struct dist_epmd_client **out);
+
+/*
+ * dist_epmd_client_free: stop the client (see dist_epmd_client_stop()), end its watch, and free
+ * it. NULL is accepted. It may be called from the client's own callbacks; the memory is then
+ * released when the callback returns, and no further callback runs.
+ */
+DIST_API void dist_epmd_client_free(struct dist_epmd_client *client);
+
+/* What a dist_epmd_client_event reports. */
+enum dist_epmd_client_event_kind {
+    /* The first registration since start: creation is now the node's creation. */
+    DIST_EPMD_CLIENT_REGISTERED = 1,
+    /*
+     * epmd cannot be reached, or broke an exchange (reason: -ECONNREFUSED, -ETIMEDOUT,
+     * DIST_ECLOSED, DIST_EMALFORMED, ...). Reported once per run of failures, registered
+     * before or not; the client retries with backoff. A registered client first retries once
+     * within backoff_min_ms without reporting, since epmd closes idle connections. Connections
+     * to peers are not affected.
+     */
+    DIST_EPMD_CLIENT_LOST = 2,
+    /*
+     * Registered again after LOST or REFUSED, or after epmd forgot the lease (a restarted
+     * epmd). epmd_creation is what epmd granted now: the same as before when epmd kept the
+     * lease, a new one when it registered the name afresh. creation does not change.
+     */
+    DIST_EPMD_CLIENT_REREGISTERED = 3,
+    /*
+     * epmd refused the registration (reason: DIST_ETAKEN when another owner's lease or an
+     * Erlang node holds the name). Reported once per run of refusals; the client keeps
+     * retrying with backoff, since a lapsing lease frees the name. Stop or free the client to
+     * give up.
+     */
+    DIST_EPMD_CLIENT_REFUSED = 4,
+};
+
+/*
+ * An event of the registration, borrowed for the call.
+ *
+ * Creation: epmd grants a new creation to every fresh registration, a re-registration after an
+ * epmd restart included. The node's own creation (the one its PIDs carry) is the one granted
+ * by the client's first registration, and it stays for the client's life (a stop and a
+ * start included), so PIDs handed out before epmd restarted stay valid. Peers learn a node's
+ * creation from the node itself in the handshake; epmd_creation is what epmd's listings show.
+ */
+struct dist_epmd_client_event {
+    int kind;               /* enum dist_epmd_client_event_kind */
+    int reason;             /* LOST, REFUSED: a negative code; otherwise 0 */
+    uint32_t creation;      /* the node's creation; 0 before the first registration */
+    uint32_t epmd_creation; /* the creation epmd granted last; 0 before any */
+    uint32_t lease_ms;      /* the lease epmd granted last; 0 before any */
+};
+
+typedef void (*dist_epmd_client_cb)(struct dist_epmd_client *client,
+                                    const struct dist_epmd_client_event *event, void *user_data);
+
+/*
+ * dist_epmd_client_start: register the node and keep it registered. The client connects,
+ * sends a leased registration and renews it at a third of the granted lease on one
+ * connection, which it re-opens whenever epmd closes it. A renew that epmd no longer knows
+ * (a restarted epmd) turns into a fresh registration. Every failure is retried: the first
+ * retry within backoff_min_ms, then after a delay that doubles up to backoff_max_ms, each
+ * drawn at random between half that delay and all of it.
+ * @cb: receives the events; @user_data: passed back to it, borrowed.
+ * Returns 0, or DIST_EINVAL (a watch-only client, a NULL @cb, or a client already started).
+ */
+DIST_API int dist_epmd_client_start(struct dist_epmd_client *client, dist_epmd_client_cb cb,
+                                    void *user_data);
+
+/*
+ * dist_epmd_client_stop: stop registering. When the connection to epmd is open and idle, an
+ * unregister request is written without waiting for its reply, so the name is freed at once;
+ * otherwise the lease lapses by itself. No event is reported afterwards. The client may be
+ * started again; its node creation is kept. Does nothing on a stopped client.
+ */
+DIST_API void dist_epmd_client_stop(struct dist_epmd_client *client);
+
+/* The node's creation (see struct dist_epmd_client_event), or 0 before any registration. */
+DIST_API uint32_t dist_epmd_client_creation(const struct dist_epmd_client *client);
+
+/* What a dist_epmd_watch_event reports. */
+enum dist_epmd_watch_kind {
+    DIST_EPMD_WATCH_RESET = 1,        /* a snapshot of the whole registry follows */
+    DIST_EPMD_WATCH_PRESENT = 2,      /* entry: one registration in the snapshot */
+    DIST_EPMD_WATCH_SYNCED = 3,       /* the snapshot is complete; changes follow */
+    DIST_EPMD_WATCH_REGISTERED = 4,   /* entry: a name was registered (or re-registered) */
+    DIST_EPMD_WATCH_UNREGISTERED = 5, /* entry: a name was unregistered */
+    DIST_EPMD_WATCH_EXPIRED = 6,      /* entry: a lease lapsed */
+    DIST_EPMD_WATCH_LOST = 7,         /* the stream broke (reason); the client reconnects */
+};
+
+/*
+ * A watch event, borrowed for the call: copy what you keep.
+ *
+ * Reconciling: on RESET mark every peer you know as unconfirmed; on PRESENT record the entry
+ * and confirm it; on SYNCED forget every peer still unconfirmed (they left while the stream
+ * was down). After SYNCED, apply REGISTERED, UNREGISTERED and EXPIRED as they come. Between
+ * LOST and the next SYNCED the picture may be stale. Every (re)connection starts with RESET.
+ */
+struct dist_epmd_watch_event {
+    int kind;                            /* enum dist_epmd_watch_kind */
+    int reason;                          /* LOST: a negative code; otherwise 0 */
+    const struct dist_epmd_entry *entry; /* PRESENT and the three changes; otherwise NULL */
+};
+
+typedef void (*dist_epmd_watch_cb)(struct dist_epmd_client *client,
+                                   const struct dist_epmd_watch_event *event, void *user_data);
+
+/*
+ * dist_epmd_client_watch: open the watch stream to the client's epmd and keep it open,
+ * re-opening it with the same backoff as the registration. Independent of start/stop.
+ * @cb: receives the events; @user_data: passed back to it, borrowed.
+ * Returns 0, or DIST_EINVAL (a NULL @cb, or a watch already running).
+ */
+DIST_API int dist_epmd_client_watch(struct dist_epmd_client *client, dist_epmd_watch_cb cb,
+                                    void *user_data);
+
+/* dist_epmd_client_unwatch: end the watch; no watch event runs afterwards. No-op if none. */
+DIST_API void dist_epmd_client_unwatch(struct dist_epmd_client *client);
+
+/*
+ * The outcome of a lookup. @status is 0 with @node filled (its pointers, the echoed name
+ * and Extra, are borrowed for the call), or a negative code with @node NULL:
+ *   DIST_ENOTFOUND  epmd answered that no such name is registered
+ *   -ECONNREFUSED, -EHOSTUNREACH, -ENETUNREACH, ...  epmd could not be reached
+ *   DIST_ERESOLVE   the host name could not be resolved
+ *   -ETIMEDOUT      no complete answer within the timeout
+ *   DIST_ECLOSED    epmd closed the connection before a complete answer
+ *   DIST_EMALFORMED the answer was not a PORT2_RESP
+ *   -ECANCELED      dist_epmd_lookup_cancel() was called
+ * PORT2_RESP carries no creation: the peer states its own in the handshake.
+ */
+typedef void (*dist_epmd_lookup_cb)(int status, const struct dist_epmd_node *node, void *user_data);
+
+/*
+ * dist_epmd_lookup: ask the epmd at @host:@port where @name listens, with Erlang's
+ * PORT_PLEASE2, on a connection of its own, as Erlang does.
+ * @loop: borrowed; it must outlive the lookup.
+ * @host: a numeric address ("127.0.0.1", "::1") or a host name, borrowed for the call. NULL
+ *        takes the host part of @name. Numeric addresses are parsed inline; names are resolved
+ *        on a thread of their own, since the system resolver blocks.
+ * @port: epmd's port; 0 means $ERL_EPMD_PORT when it is a valid port, else 4369.
+ * @name: "name" or "name@host"; the part before '@' is looked up. Borrowed for the call.
+ * @timeout_ms: bound on the whole lookup; 0 means 5000; at most DIST_EPMD_MAX_TIMEOUT_MS.
+ * @cb, @user_data: run exactly once, on the loop, never from within this call.
+ * @out: may be NULL; gets a handle for dist_epmd_lookup_cancel(), valid until @cb runs.
+ * Returns 0, or DIST_EINVAL (NULL arguments, a timeout over the bound, no host at all),
+ * DIST_EBADNAME (a name part failing dist_epmd_name_check()), -ENOMEM, or -errno when the
+ * resolver thread cannot start. On failure @cb never runs and *out is untouched.
+ */
+DIST_API int dist_epmd_lookup(struct ev_loop *loop, const char *host, uint16_t port,
+                              const char *name, uint32_t timeout_ms, dist_epmd_lookup_cb cb,
+                              void *user_data, struct dist_epmd_lookup **out);
+
+/*
+ * dist_epmd_lookup_cancel: end a lookup whose callback has not run yet: the callback runs at
+ * once with -ECANCELED, and the handle is freed. Calling it from the lookup's own callback
+ * does nothing.
+ */
+DIST_API void dist_epmd_lookup_cancel(struct dist_epmd_lookup *lookup);
 
 #ifdef __cplusplus
 }
