@@ -63,7 +63,8 @@ extern "C" {
     X(ENOTFOUND, -30021, "name not registered")                                                    \
     X(ETAKEN, -30022, "name held by another owner")                                                \
     X(ECLOSED, -30023, "connection closed by peer")                                                \
-    X(ERESOLVE, -30024, "cannot resolve host")
+    X(ERESOLVE, -30024, "cannot resolve host")                                                     \
+    X(EBUSY, -30025, "peer queue over its high-water mark")
 
 enum dist_err {
 #define DIST_ERR_ENUM_(name, value, msg) DIST_##name = (value),
@@ -691,6 +692,252 @@ DIST_API int dist_epmd_lookup(struct ev_loop *loop, const char *host, uint16_t p
  * does nothing.
  */
 DIST_API void dist_epmd_lookup_cancel(struct dist_epmd_lookup *lookup);
+
+/* ---- Node ------------------------------------------------------------------------------------
+ *
+ * A node embedded on a libev loop that the caller owns and runs. It listens for peers,
+ * registers with epmd (the epmd client above), and connects to a peer when the first message
+ * for it is sent, finding the peer's port with a PORT_PLEASE2 lookup against the epmd of the
+ * peer's host. Both ends prove the cookie over TLS 1.3 (or plain TCP in insecure mode), then
+ * exchange framed messages. Ticks keep quiet connections alive; a peer that sends nothing for
+ * tick_ms is down. Peers are reported up and down with a reason.
+ *
+ *     dist_node_new --> dist_node_start --> on_ready(creation) --> dist_node_send / post ...
+ *                                          on_node_up / on_message / on_node_down
+ *     dist_node_stop (goodbye to every peer, unregister) --> dist_node_free
+ *
+ * One connection per pair of nodes: when two nodes dial each other at once, both keep the
+ * connection dialled by the node whose name sorts lower (strcmp). Frames are appended to a
+ * per-peer queue and written once per loop iteration, so many small messages share one TLS
+ * record and one system call. A queue over its high-water mark makes sends fail with
+ * DIST_EBUSY. Messages queued on a connection that goes down are lost, as in Erlang.
+ *
+ * Reconnecting: while frames wait for a peer, a failed lookup, connect or handshake is retried
+ * after a delay that doubles from backoff_min_ms to backoff_max_ms, each drawn at random
+ * between half of it and all of it. A failed authentication drops the queue instead, and the
+ * next send tries again. A peer's host (the part of its name after '@') must be a numeric
+ * address or "localhost": connections are made without a resolver.
+ *
+ * PIDs: struct dist_pid.node is an index into the node's table of interned node names, 0
+ * being the node itself (dist_node_intern(), dist_node_name_of()). On the wire a PID carries
+ * its node's name.
+ *
+ * Threads: every function in this section is called on the loop's thread, and every callback
+ * runs there. No function may be called on a node from another thread.
+ */
+
+struct dist_node;
+
+/* Why a peer went down, as given to on_node_down. */
+enum dist_down_reason {
+    DIST_DOWN_CONNECTION_CLOSED = 1, /* the peer closed or reset the connection */
+    DIST_DOWN_HEARTBEAT_TIMEOUT = 2, /* nothing came from the peer for tick_ms */
+    DIST_DOWN_GRACEFUL_SHUTDOWN = 3, /* the peer said goodbye */
+    DIST_DOWN_AUTH_FAILED = 4,       /* the cookie check failed (also for a node never up) */
+    DIST_DOWN_PROTOCOL_ERROR = 5,    /* the peer sent a malformed or unexpected frame */
+};
+
+/* dist_down_reason_name: "connection_closed", "heartbeat_timeout", ...; "unknown" otherwise. */
+DIST_API const char *dist_down_reason_name(int reason);
+
+/*
+ * Options of dist_node_new(). Zero-initialise, then set what you need; 0 or NULL picks the
+ * default. Every pointer is borrowed for the call: the node copies what it keeps. Every node of
+ * a cluster must use the same max_frame.
+ */
+struct dist_node_opts {
+    const char *name;        /* "name@host", required; host is where the node's epmd runs */
+    const char *listen_host; /* numeric address to listen on; default: host of name when it
+                                is numeric ("localhost" is 127.0.0.1), else 0.0.0.0 */
+    uint16_t listen_port;    /* 0: an ephemeral port (see dist_node_port()) */
+    const char *epmd_host;   /* our epmd; default "127.0.0.1" */
+    uint16_t epmd_port;      /* epmd's port, ours and the peers'; default as the epmd client */
+    const char *cookie;      /* the cookie; NULL: $DIST_COOKIE, then cookie_file */
+    const char *cookie_file; /* default $HOME/.dist.cookie, made when missing */
+    int insecure;            /* non-zero: plain TCP, no encryption (logged as a warning) */
+    const char *ca_file;     /* TLS: with cert_file and key_file, mutual certificate checks */
+    const char *cert_file;
+    const char *key_file;
+    uint32_t tick_ms;              /* a peer silent this long is down; default 60000 */
+    uint32_t handshake_timeout_ms; /* bound on connect + TLS + auth, and on each epmd
+                                      exchange; default 5000 */
+    uint32_t max_frame;            /* largest frame on the wire; default 64 KiB; >= 1024 */
+    size_t queue_high_water;       /* bytes queued per peer before DIST_EBUSY; default 64 MiB */
+    uint32_t backoff_min_ms;       /* reconnect and re-register backoff; default 100 */
+    uint32_t backoff_max_ms;       /* default 30000 */
+    dist_epmd_log_cb log_cb;       /* optional; DIST_EPMD_LOG_* levels */
+    void *log_user_data;
+};
+
+/* The kinds of message a node sends and delivers; the values are the frame kinds on the wire. */
+enum dist_msg_kind {
+    DIST_MSG_SEND = 3,
+    DIST_MSG_LINK = 4,
+    DIST_MSG_UNLINK = 5,
+    DIST_MSG_EXIT = 6,
+    DIST_MSG_MONITOR = 7,
+    DIST_MSG_DEMONITOR = 8,
+    DIST_MSG_DOWN = 9,
+    DIST_MSG_SPAWN_REQUEST = 10,
+    DIST_MSG_SPAWN_REPLY = 11,
+};
+
+/* What a DIST_MSG_SEND carries: a plain message, a call, or a reply to a call. */
+enum dist_send_kind_pub {
+    DIST_SEND_KIND_PLAIN = 0,
+    DIST_SEND_KIND_CALL = 1,
+    DIST_SEND_KIND_REPLY = 2,
+};
+
+/* A reference {node, creation, 3 x u32}; node is an interned index like dist_pid.node. */
+struct dist_ref {
+    uint32_t node;
+    uint32_t creation;
+    uint32_t n[3];
+};
+
+/*
+ * A message between nodes. Which fields matter depends on kind:
+ *   SEND          from, to or to_name, type, payload/len, send_kind, ref (calls, replies)
+ *   LINK, UNLINK  from, to            EXIT   from, to, reason
+ *   MONITOR, DEMONITOR                from, to or to_name, ref
+ *   DOWN          from, to, ref, reason
+ *   SPAWN_REQUEST from, req_id, behaviour, type (of the argument), payload/len, flags
+ *   SPAWN_REPLY   to, req_id, pid, error
+ * PIDs and references name nodes by interned index. Strings are NUL-terminated; NULL reads
+ * as "". A delivered message and everything it points to is borrowed for the callback.
+ */
+struct dist_msg {
+    int kind; /* enum dist_msg_kind */
+    struct dist_pid from;
+    struct dist_pid to;
+    const char *to_name; /* by registered name when not NULL (SEND, MONITOR, DEMONITOR) */
+    const char *type;
+    const void *payload;
+    size_t len;
+    int send_kind; /* enum dist_send_kind_pub */
+    struct dist_ref ref;
+    int32_t reason;
+    uint64_t req_id;
+    const char *behaviour;
+    uint32_t flags;
+    struct dist_pid pid;
+    int32_t error;
+};
+
+/* What the node reports. Every member may be NULL. Each gets the user_data of the start. */
+struct dist_node_handlers {
+    /* Registered with epmd: @creation is the node's incarnation, for its PIDs. Once. */
+    void (*on_ready)(struct dist_node *node, uint32_t creation, void *user_data);
+    /* A message from @from_node (interned; also msg->from.node's name when from is set). */
+    void (*on_message)(struct dist_node *node, const struct dist_msg *msg, const char *from_node,
+                       void *user_data);
+    /* A connection to @name is authenticated and up. @name lives as long as the node. */
+    void (*on_node_up)(struct dist_node *node, const char *name, void *user_data);
+    /* @name went down (or failed authentication) for @reason, a enum dist_down_reason. */
+    void (*on_node_down)(struct dist_node *node, const char *name, int reason, void *user_data);
+};
+
+/*
+ * dist_node_new: make a node on @loop. It resolves the cookie and builds its TLS context now,
+ * so configuration errors show here; it does no I/O on the network until started.
+ * @loop: borrowed; it must outlive the node.
+ * @opts: borrowed for the call.
+ * @out: gets the node, owned by the caller, freed with dist_node_free().
+ * Returns 0, or:
+ *   DIST_EINVAL        NULL arguments, a non-numeric listen_host, max_frame under 1024, a
+ *                      timeout or backoff over DIST_EPMD_MAX_TIMEOUT_MS, min over max backoff,
+ *                      or TLS file options that do not go together
+ *   DIST_EBADNAME      a name failing dist_node_name_check()
+ *   DIST_ECOOKIE, DIST_ECOOKIE_PERM  the cookie or its file is refused (the reason is logged)
+ *   DIST_ETLS          the TLS context cannot be built (the reason is logged)
+ *   -ENOMEM, -errno    the cookie file cannot be read or made
+ * On failure *out is untouched.
+ */
+DIST_API int dist_node_new(struct ev_loop *loop, const struct dist_node_opts *opts,
+                           struct dist_node **out);
+
+/*
+ * dist_node_start: listen, and register with epmd through a leased registration that the
+ * epmd client keeps alive and renews after epmd restarts. on_ready runs once registered;
+ * until then messages are queued and incoming connections refused. In insecure mode a
+ * warning is logged.
+ * @h: borrowed for the call (copied); NULL reports nothing. @user_data: passed back.
+ * Returns 0, or DIST_EINVAL (already started, or started after a stop), -errno from socket,
+ * bind or listen, or an error of dist_epmd_client_new(). On failure nothing is running.
+ */
+DIST_API int dist_node_start(struct dist_node *node, const struct dist_node_handlers *h,
+                             void *user_data);
+
+/*
+ * dist_node_stop: send a goodbye to every connected peer (written as far as the sockets take
+ * it at once), close every connection, stop listening and unregister from epmd. No callback
+ * runs afterwards, and sends fail with DIST_EINVAL. Does nothing on a node not started. It may
+ * be called from the node's callbacks.
+ */
+DIST_API void dist_node_stop(struct dist_node *node);
+
+/*
+ * dist_node_free: stop the node (dist_node_stop()) and free it. NULL is accepted. Must not be
+ * called from the node's own callbacks.
+ */
+DIST_API void dist_node_free(struct dist_node *node);
+
+/*
+ * dist_node_send: send a typed message to a process on another node, by PID or by registered
+ * name. Connects to the node when it is not connected yet.
+ * @from: the sending process, or NULL (delivered with DIST_PID_NONE as its sender).
+ * @to_node: the destination node's name; NULL takes @to's node index.
+ * @to: the destination process, when @to_name is NULL; its node must be @to_node.
+ * @to_name: a registered name on @to_node, or NULL.
+ * @type: the message type's name (e.g. "chat.Say"); @payload, @len: the packed message,
+ * copied. Messages from one sender to one process arrive in the order sent.
+ * Returns 0, or:
+ *   DIST_EBUSY     the peer's queue is over its high-water mark: try again later
+ *   DIST_EINVAL    the node is not started; no target; a target on the local node
+ *   DIST_EBADNAME  @to_node fails dist_node_name_check()
+ *   DIST_ELIMIT    the name table is full
+ *   DIST_EFRAME_TOO_BIG  a message over the size limit
+ *   -ENOMEM
+ * On failure nothing is queued.
+ */
+DIST_API int dist_node_send(struct dist_node *node, const struct dist_pid *from,
+                            const char *to_node, const struct dist_pid *to, const char *to_name,
+                            const char *type, const void *payload, size_t len);
+
+/*
+ * dist_node_post: send any kind of message (struct dist_msg) to @to_node, which connects as
+ * dist_node_send() does. @msg is borrowed for the call; its contents are copied.
+ * Returns what dist_node_send() returns, and DIST_EINVAL for an unknown kind, a PID whose
+ * node index is not in the table, or a message without the processes its kind needs (both
+ * from and to for LINK, UNLINK, EXIT and DOWN; to or to_name for SEND, MONITOR, DEMONITOR;
+ * to for SPAWN_REPLY).
+ */
+DIST_API int dist_node_post(struct dist_node *node, const char *to_node,
+                            const struct dist_msg *msg);
+
+/*
+ * dist_node_intern: the index of node name @name in the node's table, adding it if needed.
+ * The node's own name is 0. Indexes stay valid for the node's life.
+ * Returns the index (>= 0), or DIST_EBADNAME, DIST_ELIMIT (the table holds 65536 names, since
+ * peers add names too), -ENOMEM.
+ */
+DIST_API int dist_node_intern(struct dist_node *node, const char *name);
+
+/* dist_node_name_of: the name at @index (borrowed for the node's life), or NULL if none. */
+DIST_API const char *dist_node_name_of(const struct dist_node *node, uint32_t index);
+
+/* dist_node_creation: the node's creation from epmd, or 0 before on_ready. */
+DIST_API uint32_t dist_node_creation(const struct dist_node *node);
+
+/* dist_node_port: the port the node listens on, or 0 before dist_node_start(). */
+DIST_API uint16_t dist_node_port(const struct dist_node *node);
+
+/*
+ * dist_node_peer_pending: bytes queued for @to_node and not yet written to its socket (0 for
+ * an unknown node), to compare with queue_high_water.
+ */
+DIST_API size_t dist_node_peer_pending(struct dist_node *node, const char *to_node);
 
 #ifdef __cplusplus
 }

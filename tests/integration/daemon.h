@@ -457,6 +457,21 @@ static long daemon_rss_kib(const struct daemon *d)
     return kib;
 }
 
+/* Start the daemon again on the port it had (after daemon_kill). */
+static __attribute__((unused)) void daemon_restart(struct daemon *dm)
+{
+    char port[8];
+    char *argv[] = {EPMD_BIN, "-port", port, "-address", "127.0.0.1", NULL};
+    int fd = open(dm->log, O_WRONLY | O_APPEND | O_CLOEXEC);
+
+    cr_assert_geq(fd, 0);
+    snprintf(port, sizeof(port), "%u", dm->port);
+    dm->pid = spawn(argv, fd, fd);
+    close(fd);
+    cr_assert_gt(dm->pid, 0);
+    cr_assert_eq(daemon_wait_ready(dm), 0, "epmd did not come back on port %u", dm->port);
+}
+
 /* Stop and reap the daemon, show any sanitizer report, and remove the temporary files. */
 static void daemon_stop(struct daemon *d)
 {

@@ -458,21 +458,6 @@ Test(epmd_client, keepalive_holds_registration_past_the_lease)
     assert_found("alpha", ALPHA_PORT);
 }
 
-/* Start the daemon again on the port it had. */
-static void daemon_restart(struct daemon *dm)
-{
-    char port[8];
-    char *argv[] = {EPMD_BIN, "-port", port, "-address", "127.0.0.1", NULL};
-    int fd = open(dm->log, O_WRONLY | O_APPEND | O_CLOEXEC);
-
-    cr_assert_geq(fd, 0);
-    snprintf(port, sizeof(port), "%u", dm->port);
-    dm->pid = spawn(argv, fd, fd);
-    close(fd);
-    cr_assert_gt(dm->pid, 0);
-    cr_assert_eq(daemon_wait_ready(dm), 0, "epmd did not come back on port %u", dm->port);
-}
-
 static int alpha_back(const void *arg)
 {
     int from = (int)(*(const struct watched *const *)arg - wrec.ev);
