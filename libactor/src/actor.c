@@ -145,11 +145,17 @@ static void gate_leave(struct actor *a)
     atomic_fetch_sub_explicit(&a->gate, 1, memory_order_release);
 }
 
-/* Make @a runnable if it was idle. */
+/*
+ * Make @a runnable if it was idle. Called after the push: if @a is seen queued or running,
+ * its scheduler's going idle (a seq_cst store, then a look at the mailbox) will see the push,
+ * so the common case of a busy receiver costs a load, not a locked instruction.
+ */
 static void wake_actor(struct actor *a)
 {
     uint32_t idle = RUN_IDLE;
 
+    if (atomic_load(&a->sched) != RUN_IDLE)
+        return;
     if (atomic_compare_exchange_strong_explicit(&a->sched, &idle, RUN_QUEUED, memory_order_acq_rel,
                                                 memory_order_relaxed))
         actor__schedule(a);
@@ -188,7 +194,16 @@ int actor__deliver(struct actor_system *sys, struct dist_pid to, struct envelope
             gate_leave(a);
         return ACTOR_EBUSY;
     }
-    atomic_fetch_add_explicit(&a->pushed, 1, memory_order_relaxed);
+    /*
+     * Depth is pushed - popped. The home thread alone writes popped, so a send from it counts
+     * by taking one off popped, with a plain store; other threads add to pushed atomically.
+     */
+    if (local)
+        atomic_store_explicit(&a->popped,
+                              atomic_load_explicit(&a->popped, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&a->pushed, 1, memory_order_relaxed);
     actor__mpsc_push(&a->mailbox, &env->node);
     wake_actor(a);
     if (!local)

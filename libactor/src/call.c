@@ -221,11 +221,11 @@ static int proxy_wait_for(struct actor *p, struct proxy_wait *w, uint64_t ref,
         struct mpsc_node *n = actor__mpsc_pop(&p->mailbox);
         if (n != NULL) {
             struct envelope *env = (struct envelope *)n;
-            if (env->ref == ref && env->kind == ENV_REPLY) {
+            if (env->kind == ENV_REPLY && env->ref == ref) {
                 *out = env;
                 return 0;
             }
-            int down = env->ref == ref && env->kind == ENV_DOWN;
+            int down = env->kind == ENV_DOWN && env->ref == ref;
             actor__env_free(env);
             if (down)
                 return ACTOR_ENOPROC;

@@ -303,7 +303,8 @@ static int process(struct actor *a, struct envelope *env)
     case ENV_USER:
     case ENV_CALL:
         actor__msg_init(&msg, env->kind == ENV_CALL ? ACTOR_MSG_CALL : ACTOR_MSG_USER, env);
-        msg.u.call.ref.id = env->ref;
+        if (env->kind == ENV_CALL)
+            msg.u.call.ref.id = env->ref;
         rc = call_handler(a, &msg);
         env->payload = msg.payload; /* NULL if the handler took it */
         break;

@@ -74,8 +74,6 @@ struct envelope *actor__env_new(struct actor_system *sys, enum env_kind kind, st
     env->type = NULL;
     env->payload = NULL;
     env->size = 0;
-    env->ref = 0;
-    env->tag = 0;
     return env;
 }
 

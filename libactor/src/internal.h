@@ -79,7 +79,11 @@ enum env_kind {
 
 struct scheduler;
 
-/* 128 bytes: two cache lines, the second mostly the inline payload. */
+/*
+ * 128 bytes, cache-line aligned. The first line holds all a plain message needs; ref and tag
+ * (set only for the kinds that use them) and an inline payload are on the second, so an empty
+ * message touches one line.
+ */
 struct envelope {
     struct mpsc_node node;  /* first: the mailbox links envelopes through it */
     struct scheduler *home; /* where it goes back when freed; NULL: malloc()ed outside one */
@@ -90,8 +94,8 @@ struct envelope {
     const struct actor_type *type;
     void *payload;
     size_t size;
-    uint64_t ref;
-    uint64_t tag;
+    uint64_t ref; /* a call, monitor or timer id: only for kinds that carry one */
+    uint64_t tag; /* a timer's tag: only ENV_TIMER */
     _Alignas(8) unsigned char data[ACTOR_INLINE_MAX];
 };
 
