@@ -51,7 +51,13 @@ extern "C" {
     X(EINVAL, -31006, "invalid argument")                                                          \
     X(ESTOPPED, -31007, "actor system not running")                                                \
     X(ETYPE, -31008, "unknown or mismatched message type")                                         \
-    X(ENOMEM, -31009, "out of memory")
+    X(ENOMEM, -31009, "out of memory")                                                             \
+    X(EMAPFULL, -31020, "journal full: the map is at its maximum size")                            \
+    X(ECORRUPT, -31021, "journal corrupt or of an incompatible format")                            \
+    X(ESCHEMA, -31022, "journal schema version mismatch")                                          \
+    X(ELOCKED, -31023, "journal directory in use by another process")                              \
+    X(ESEQ, -31024, "journal sequence number out of order or duplicate")                           \
+    X(EJOURNAL, -31025, "journal storage error")
 
 enum actor_err {
 #define ACTOR_ERR_ENUM_(name, value, msg) ACTOR_##name = (value),
@@ -476,6 +482,284 @@ struct actor_stats {
 };
 
 ACTOR_API void actor_system_stats(struct actor_system *sys, struct actor_stats *out);
+
+/* ---- Durable actors ---------------------------------------------------------------------- */
+
+/*
+ * Event-sourced actors whose state outlives a crash, on an LMDB journal.
+ *
+ * A journal is one LMDB environment in a directory (one per node). It holds each persistence
+ * id's events, keyed by (persistence id, sequence number), the latest snapshot of each
+ * persistence id and a schema version that is checked at open. One writer thread owns every
+ * write: it takes the appends of all actors queued since its last flush, writes them in one
+ * transaction and syncs once (group commit), then acknowledges each one.
+ *
+ * A durable actor (struct actor_durable_behaviour) is an ordinary actor whose state is the
+ * fold of its events. On start it loads its latest snapshot, replays the events after it, and
+ * only then takes messages. Its handler persists events: actor_durable_persist() runs the
+ * event's apply callback and then the continuation only once the event is on disk, and holds
+ * back (stashes) the actor's later messages until then, so they see the new state; the reply
+ * to a caller goes from the continuation. actor_durable_persist_async() does the same without
+ * holding back messages: the actor goes on, and its events are still written, applied and
+ * continued in the order they were persisted.
+ *
+ * Durability. ACTOR_JOURNAL_SYNC (the default): a batch is acknowledged after LMDB's commit
+ * has synced it to the disk, so an acknowledged event survives a process crash (kill -9) and
+ * a power cut. ACTOR_JOURNAL_NOSYNC: commits reach the operating system but are not synced;
+ * acknowledged events survive a crash of the process, not one of the machine.
+ *
+ * Failures never pass silently: a map at its maximum size fails the persists of that batch
+ * with ACTOR_EMAPFULL, a full disk with -ENOSPC, both delivered to each persisting actor. A
+ * corrupt or incompatible environment fails actor_journal_open() with ACTOR_ECORRUPT or
+ * ACTOR_ESCHEMA, and the log callback names the file. A second process (or a second open in
+ * this one) of a directory gets ACTOR_ELOCKED.
+ */
+struct actor_journal;
+
+#define ACTOR_JOURNAL_SYNC   0u        /* the default: acknowledge after the sync */
+#define ACTOR_JOURNAL_NOSYNC (1u << 0) /* commit without syncing (survives kill -9 only) */
+
+#define ACTOR_JOURNAL_SCHEMA    1u                  /* the schema version this library writes */
+#define ACTOR_JOURNAL_ID_MAX    255                 /* bytes in a persistence id */
+#define ACTOR_JOURNAL_EVENT_MAX (64u * 1024 * 1024) /* bytes in an event or a snapshot */
+
+struct actor_journal_opts {
+    const char *dir;    /* the directory; created (0700) if missing, not its parents */
+    size_t map_size;    /* initial map size in bytes; 0 = 64 MiB */
+    size_t map_max;     /* the map doubles when full, up to this; 0 = 64 GiB */
+    unsigned flags;     /* ACTOR_JOURNAL_SYNC or ACTOR_JOURNAL_NOSYNC */
+    unsigned max_batch; /* requests per transaction at most; 0 = 16384 */
+    actor_log_cb log;   /* optional: where the journal's log lines go (never stdout) */
+    void *log_data;
+};
+
+/*
+ * actor_journal_open: open (or create) the journal in @opts->dir, check its schema version,
+ * take the directory's lock file (<dir>/lock) and start the writer thread.
+ * Returns 0 with *out set; ACTOR_ELOCKED (another process, or another open in this one,
+ * holds the directory), ACTOR_ECORRUPT (<dir>/data.mdb is not a valid environment of this
+ * LMDB format), ACTOR_ESCHEMA (written by another schema version), ACTOR_EINVAL (bad
+ * options), ACTOR_ENOMEM, ACTOR_EJOURNAL, or -errno (the directory cannot be created or
+ * opened). Every failure also goes to @opts->log, naming the directory or file. Any thread.
+ */
+ACTOR_API int actor_journal_open(const struct actor_journal_opts *opts, struct actor_journal **out);
+
+/*
+ * actor_journal_close: write what is queued, stop the writer, close the environment and
+ * release the lock. Stop the durable actors first (shut the actor system down): an actor
+ * that persists after the close is undefined behaviour. Accepts NULL. Not from the callback
+ * of an append.
+ */
+ACTOR_API void actor_journal_close(struct actor_journal *j);
+
+/*
+ * The outcome of a request to the writer: @err is 0 or the failure (ACTOR_EMAPFULL, -ENOSPC,
+ * -EIO, ACTOR_ESEQ, ACTOR_EINVAL, ACTOR_EJOURNAL). Runs on the writer thread, after the
+ * batch's sync; it must not block, and must not call actor_journal_flush() or _close().
+ */
+typedef void (*actor_journal_done_cb)(int err, uint64_t seq, void *user_data);
+
+/*
+ * actor_journal_append: queue event @seq of @id (@len bytes at @data, copied) for the next
+ * group commit. The writer refuses (ACTOR_ESEQ, through @cb) a @seq that is not exactly one
+ * past the id's highest sequence number (its last event or its snapshot, whichever is
+ * later), so the journal never holds a gap or a duplicate; the first event is 1. @cb (may be
+ * NULL) runs once with the outcome. Durable actors persist with actor_durable_persist(): use
+ * this to feed a journal from a program with no actors.
+ * Returns 0 (then @cb will run), ACTOR_EINVAL (a NULL or too long @id, @seq 0, @len over
+ * ACTOR_JOURNAL_EVENT_MAX), ACTOR_ESTOPPED (the journal is closing) or ACTOR_ENOMEM. Any
+ * thread.
+ */
+ACTOR_API int actor_journal_append(struct actor_journal *j, const char *id, uint64_t seq,
+                                   const void *data, size_t len, actor_journal_done_cb cb,
+                                   void *user_data);
+
+/*
+ * actor_journal_snapshot_save: queue a snapshot of @id as of event @seq (@len bytes at @data,
+ * copied). It replaces the id's snapshot unless that one is later (then ACTOR_ESEQ). Returns
+ * and @cb as actor_journal_append. Any thread.
+ */
+ACTOR_API int actor_journal_snapshot_save(struct actor_journal *j, const char *id, uint64_t seq,
+                                          const void *data, size_t len, actor_journal_done_cb cb,
+                                          void *user_data);
+
+/*
+ * actor_journal_delete_to: queue the deletion of @id's events with sequence numbers up to
+ * @seq. @seq must be at or before the id's snapshot, so recovery still rebuilds the state
+ * (else ACTOR_EINVAL through @cb). Returns and @cb as actor_journal_append. Any thread.
+ */
+ACTOR_API int actor_journal_delete_to(struct actor_journal *j, const char *id, uint64_t seq,
+                                      actor_journal_done_cb cb, void *user_data);
+
+/*
+ * actor_journal_flush: block until every request queued before the call is written (and, in
+ * sync mode, synced) and its callback has been called. Returns 0 or ACTOR_EINVAL. Not from
+ * the writer's callbacks.
+ */
+ACTOR_API int actor_journal_flush(struct actor_journal *j);
+
+/*
+ * Called by actor_journal_replay() for each event, in sequence order. @data is valid during
+ * the call only. A non-zero return stops the replay, which returns that value.
+ */
+typedef int (*actor_journal_event_cb)(uint64_t seq, const void *data, size_t len, void *user_data);
+
+/*
+ * actor_journal_replay: call @cb for each stored event of @id with a sequence number of at
+ * least @from, in order. Reads what is committed; queued events are not seen (flush first).
+ * Returns 0, @cb's non-zero value, ACTOR_EINVAL, ACTOR_ECORRUPT or ACTOR_EJOURNAL. Any thread.
+ */
+ACTOR_API int actor_journal_replay(struct actor_journal *j, const char *id, uint64_t from,
+                                   actor_journal_event_cb cb, void *user_data);
+
+/*
+ * actor_journal_highest: the id's highest sequence number, from its last event or its
+ * snapshot, whichever is later; 0 for an id never written. Returns 0 with *seq set,
+ * ACTOR_EINVAL, ACTOR_ECORRUPT or ACTOR_EJOURNAL. Any thread.
+ */
+ACTOR_API int actor_journal_highest(struct actor_journal *j, const char *id, uint64_t *seq);
+
+/*
+ * actor_journal_snapshot_load: the latest snapshot of @id. On 0, *seq is the event it was
+ * taken at and *data a malloc()ed copy of *len bytes that the caller frees; an id without a
+ * snapshot gives *seq 0, *data NULL, *len 0. Returns 0, ACTOR_EINVAL, ACTOR_ENOMEM,
+ * ACTOR_ECORRUPT or ACTOR_EJOURNAL. Any thread.
+ */
+ACTOR_API int actor_journal_snapshot_load(struct actor_journal *j, const char *id, uint64_t *seq,
+                                          void **data, size_t *len);
+
+struct actor_journal_stats {
+    uint64_t appended;  /* events written */
+    uint64_t batches;   /* transactions committed: one sync each in sync mode */
+    uint64_t failed;    /* requests that failed */
+    uint64_t map_grows; /* times the map was grown */
+    size_t map_size;    /* the map's size now */
+};
+
+/* A snapshot of the journal's counters. Any thread. */
+ACTOR_API void actor_journal_stats(struct actor_journal *j, struct actor_journal_stats *out);
+
+/* The running durable actor, handed to its callbacks. */
+struct actor_durable;
+
+/*
+ * A durable behaviour. The callbacks run in the actor's context (actor only), like those of
+ * struct actor_behaviour, and a non-zero return from any of them ends the actor with that
+ * reason (from init, restore, apply or recovered while it starts: it never takes a message).
+ * - init (optional): make the empty state, before anything is read; @arg is the spec's arg.
+ * - restore (optional): load the snapshot taken at event @seq into the state.
+ * - apply (required): fold event @seq into the state: during the replay at start, and for a
+ *   persisted event once it is on disk, just before its continuation. Deterministic, and
+ *   it must not persist.
+ * - recovered (optional): the replay is done; the first message comes next. May persist.
+ * - handle (required): a message, as struct actor_behaviour's handle; it persists events.
+ * - snapshot (optional, needed for snapshots): serialise the state into a malloc()ed buffer,
+ *   *data and *len, that the journal takes.
+ * - terminate (optional): last, with the reason; frees the state. It also runs when the start
+ *   fails after init has made the state.
+ * Introspection shows every durable actor's behaviour as "durable".
+ */
+struct actor_durable_behaviour {
+    const char *name; /* named in the journal's log lines about this actor */
+    int (*init)(struct actor_durable *d, void *arg, void **state);
+    int (*restore)(struct actor_durable *d, void *state, uint64_t seq, const void *data,
+                   size_t len);
+    int (*apply)(struct actor_durable *d, void *state, uint64_t seq, const void *event, size_t len);
+    int (*recovered)(struct actor_durable *d, void *state);
+    int (*handle)(struct actor_durable *d, void *state, struct actor_msg *msg);
+    int (*snapshot)(struct actor_durable *d, void *state, void **data, size_t *len);
+    void (*terminate)(struct actor_durable *d, void *state, int reason);
+};
+
+#define ACTOR_DURABLE_DELETE_ON_SNAPSHOT (1u << 0) /* delete the events a snapshot covers */
+
+/*
+ * What to start: borrowed, and read when the actor starts (and at each restart under a
+ * supervisor), so it must outlive the actor.
+ */
+struct actor_durable_spec {
+    struct actor_journal *journal;
+    const struct actor_durable_behaviour *behaviour;
+    const char *persistence_id; /* 1 to ACTOR_JOURNAL_ID_MAX bytes; one live actor at a time */
+    uint64_t snapshot_every;    /* take a snapshot every this many events; 0 = only on request */
+    unsigned flags;             /* ACTOR_DURABLE_* */
+    void *arg;                  /* passed to the behaviour's init */
+};
+
+/*
+ * actor_durable_spawn: start a durable actor, as actor_spawn() starts any actor (same @parent
+ * and @opts rules; @opts->mailbox_max must be 0, since the journal's acknowledgements must
+ * always reach the actor). The actor recovers in its init: a failed recovery ends it with
+ * the error as reason (ACTOR_ENAMETAKEN when an actor with the same persistence id is alive,
+ * a journal error, or a callback's non-zero return).
+ * Returns 0 with *pid set, ACTOR_EINVAL (a bad spec or options), or actor_spawn()'s errors.
+ */
+ACTOR_API int actor_durable_spawn(struct actor_system *sys, struct actor *parent,
+                                  const struct actor_durable_spec *spec,
+                                  const struct actor_spawn_opts *opts, struct dist_pid *pid);
+
+/*
+ * actor_durable_base: the plain behaviour that runs durable actors, to put one under a
+ * supervisor: a child spec with this behaviour and a struct actor_durable_spec as its arg.
+ */
+ACTOR_API const struct actor_behaviour *actor_durable_base(void);
+
+/*
+ * The continuation of a persist. It runs in the actor's context exactly once: @err is 0 when
+ * event @seq is on disk (apply has run), or the failure (then apply did not run): ACTOR_EMAPFULL,
+ * -ENOSPC, -EIO, ACTOR_ESEQ, ACTOR_EJOURNAL. Its return value acts as a handler's. A
+ * persist without a continuation that fails crashes the actor with the error.
+ */
+typedef int (*actor_durable_done_cb)(struct actor_durable *d, void *state, int err, uint64_t seq,
+                                     void *cb_data);
+
+/*
+ * actor_durable_persist: persist an event (@len bytes at @event, copied) as the actor's next
+ * sequence number. Once it is on disk, apply runs, then @cb (may be NULL). Until then the
+ * actor's later messages are stashed, and are handled after @cb, in their order. After a
+ * failure, the actor's persists that were queued behind the failed one fail too, and new
+ * ones fail with the same error until those have come back. Actor only, from handle,
+ * recovered or a continuation.
+ * Returns 0 (then @cb will run), ACTOR_EINVAL (during the replay, a NULL @d, @len over
+ * ACTOR_JOURNAL_EVENT_MAX), ACTOR_ENOMEM, ACTOR_ESTOPPED (the journal is closing) or the
+ * error of a failed persist whose followers are still out. On an error @cb never runs.
+ */
+ACTOR_API int actor_durable_persist(struct actor_durable *d, const void *event, size_t len,
+                                    actor_durable_done_cb cb, void *cb_data);
+
+/*
+ * actor_durable_persist_async: as actor_durable_persist(), but the actor goes on taking
+ * messages; apply and @cb still run once the event is on disk, in persist order.
+ */
+ACTOR_API int actor_durable_persist_async(struct actor_durable *d, const void *event, size_t len,
+                                          actor_durable_done_cb cb, void *cb_data);
+
+/*
+ * actor_durable_snapshot: take a snapshot now, with the behaviour's snapshot callback, as of
+ * the last applied event, and queue it. @cb (may be NULL) runs with the outcome and that
+ * sequence number. With ACTOR_DURABLE_DELETE_ON_SNAPSHOT the events it covers are then
+ * deleted. Actor only. Returns 0, ACTOR_EINVAL (no snapshot callback, nothing applied yet,
+ * or during the replay), ACTOR_ENOMEM, ACTOR_ESTOPPED, or the snapshot callback's error.
+ */
+ACTOR_API int actor_durable_snapshot(struct actor_durable *d, actor_durable_done_cb cb,
+                                     void *cb_data);
+
+/*
+ * actor_durable_delete_to: delete this actor's events up to @seq, which must be at or before
+ * its latest snapshot (else @cb gets ACTOR_EINVAL). @cb (may be NULL) as for a snapshot.
+ * Actor only. Returns 0, ACTOR_EINVAL, ACTOR_ENOMEM or ACTOR_ESTOPPED.
+ */
+ACTOR_API int actor_durable_delete_to(struct actor_durable *d, uint64_t seq,
+                                      actor_durable_done_cb cb, void *cb_data);
+
+/* The durable actor's actor, for actor_self(), actor_reply(), timers... (actor only). */
+ACTOR_API struct actor *actor_durable_actor(struct actor_durable *d);
+
+/* The sequence number of the last event applied to the state; 0 before the first. */
+ACTOR_API uint64_t actor_durable_last_seq(const struct actor_durable *d);
+
+/* The actor's persistence id (valid as long as the actor). */
+ACTOR_API const char *actor_durable_id(const struct actor_durable *d);
 
 #ifdef __cplusplus
 }
