@@ -57,7 +57,9 @@ extern "C" {
     X(ESCHEMA, -31022, "journal schema version mismatch")                                          \
     X(ELOCKED, -31023, "journal directory in use by another process")                              \
     X(ESEQ, -31024, "journal sequence number out of order or duplicate")                           \
-    X(EJOURNAL, -31025, "journal storage error")
+    X(EJOURNAL, -31025, "journal storage error")                                                   \
+    X(ENOTCONN, -31040, "node unreachable")                                                        \
+    X(ENOSPAWN, -31041, "no spawnable behaviour of that name on the node")
 
 enum actor_err {
 #define ACTOR_ERR_ENUM_(name, value, msg) ACTOR_##name = (value),
@@ -76,14 +78,18 @@ ACTOR_API const char *actor_strerror(int err);
  * crashes its actor with that value as the reason.
  */
 enum actor_reason {
-    ACTOR_NORMAL = 0,        /* normal: does not kill a linked actor that doesn't trap exits */
-    ACTOR_KILL = -32001,     /* kill: untrappable; linked actors receive ACTOR_KILLED */
-    ACTOR_KILLED = -32002,   /* killed: what an actor ended by ACTOR_KILL propagates */
-    ACTOR_SHUTDOWN = -32003, /* shutdown: an orderly stop asked by a supervisor */
-    ACTOR_NOPROC = -32004,   /* noproc: the other side was already dead */
+    ACTOR_NORMAL = 0,            /* normal: does not kill a linked actor that doesn't trap exits */
+    ACTOR_KILL = -32001,         /* kill: untrappable; linked actors receive ACTOR_KILLED */
+    ACTOR_KILLED = -32002,       /* killed: what an actor ended by ACTOR_KILL propagates */
+    ACTOR_SHUTDOWN = -32003,     /* shutdown: an orderly stop asked by a supervisor */
+    ACTOR_NOPROC = -32004,       /* noproc: the other side was already dead */
+    ACTOR_NOCONNECTION = -32005, /* noconnection: the other side's node went down */
 };
 
-/* "normal", "kill", "killed", "shutdown", "noproc", an actor_strerror() text, or "custom". */
+/*
+ * "normal", "kill", "killed", "shutdown", "noproc", "noconnection", an actor_strerror() text,
+ * or "custom".
+ */
 ACTOR_API const char *actor_reason_name(int reason);
 
 /* ---- Message types ---------------------------------------------------------------------- */
@@ -124,6 +130,8 @@ enum actor_msg_kind {
     ACTOR_MSG_EXIT,     /* a trapped exit signal: exit.pid ended with exit.reason */
     ACTOR_MSG_DOWN,     /* a monitor fired: down.ref, down.pid, down.reason */
     ACTOR_MSG_TIMER,    /* a periodic or one-shot timer: timer.id, timer.tag */
+    ACTOR_MSG_NODEUP,   /* with actor_monitor_nodes(): node.name is connected */
+    ACTOR_MSG_NODEDOWN, /* with actor_monitor_nodes(): node.name went down for node.reason */
 };
 
 /* A monitor or call reference: unique within the node. */
@@ -159,6 +167,10 @@ struct actor_msg {
         struct {
             struct actor_ref ref;
         } call;
+        struct {
+            const char *name; /* "name@host"; lives as long as the system */
+            int reason;       /* NODEDOWN: an enum dist_down_reason (dist_down_reason_name()) */
+        } node;
     } u;
 };
 
@@ -252,8 +264,11 @@ ACTOR_API struct actor_system *actor_system_of(const struct actor *self);
  * actor_send: send @payload of @type to @to. On 0 the runtime owns the payload; on failure
  * the caller still does. Messages from one sender to one receiver arrive in send order.
  * Called from an actor's callback, the message carries that actor's PID as its sender.
- * Returns 0, ACTOR_ENOPROC (dead or stale PID), ACTOR_EBUSY (bounded mailbox full), or
- * ACTOR_EINVAL.
+ * A PID on another node (see "Distribution") takes the same call: the payload is packed and
+ * freed here, and 0 means queued for that node.
+ * Returns 0, ACTOR_ENOPROC (dead or stale PID), ACTOR_EBUSY (bounded mailbox full, or the
+ * outbound queue of the distribution over its high-water mark), ACTOR_ENOTCONN (a remote PID
+ * while the system is not distributed), ACTOR_ENOMEM, or ACTOR_EINVAL.
  */
 ACTOR_API int actor_send(struct actor_system *sys, struct dist_pid to,
                          const struct actor_type *type, void *payload, size_t size);
@@ -355,8 +370,9 @@ ACTOR_API int actor_timer_cancel(struct actor *self, uint64_t id);
 
 /*
  * The continuation of a call made inside an actor. It runs in the caller's context, with the
- * caller's state, exactly once: @err is 0 with @reply set, ACTOR_ETIMEDOUT, or ACTOR_ENOPROC
- * (the callee was or became dead without replying). Its return value acts as a handler's.
+ * caller's state, exactly once: @err is 0 with @reply set, ACTOR_ETIMEDOUT, ACTOR_ENOPROC
+ * (the callee was or became dead without replying), or ACTOR_ENOTCONN (the callee's node is
+ * down or unreachable). Its return value acts as a handler's.
  */
 typedef int (*actor_reply_cb)(struct actor *self, void *state, int err, struct actor_msg *reply,
                               void *cb_data);
@@ -375,8 +391,9 @@ ACTOR_API int actor_call(struct actor *self, struct dist_pid to, const struct ac
  * actor_call_wait: the same from a thread that is not a scheduler, blocking up to @timeout
  * seconds. The payload is taken whatever the outcome (freed if it was never delivered), so
  * the caller never has to guess. On 0, *reply is the reply: free it with actor_msg_free().
- * Returns 0, ACTOR_ETIMEDOUT, ACTOR_ENOPROC, ACTOR_ENOMEM, or ACTOR_EINVAL (bad arguments or
- * called on a scheduler thread; the payload is then left to the caller).
+ * Returns 0, ACTOR_ETIMEDOUT, ACTOR_ENOPROC, ACTOR_ENOTCONN (a remote callee's node went
+ * down), ACTOR_ENOMEM, or ACTOR_EINVAL (bad arguments or called on a scheduler thread; the
+ * payload is then left to the caller).
  */
 ACTOR_API int actor_call_wait(struct actor_system *sys, struct dist_pid to,
                               const struct actor_type *type, void *payload, size_t size,
@@ -760,6 +777,160 @@ ACTOR_API uint64_t actor_durable_last_seq(const struct actor_durable *d);
 
 /* The actor's persistence id (valid as long as the actor). */
 ACTOR_API const char *actor_durable_id(const struct actor_durable *d);
+
+/* ---- Distribution ----------------------------------------------------------------------------
+ *
+ * A system joins a cluster through libdist: actor_dist_start() names the node, registers it
+ * with epmd and adopts epmd's creation for its PIDs. From then on a PID may name an actor on
+ * another node (pid.node != 0, an index into the system's node table; actor_node_of() names
+ * it) and every call that takes a PID works on it as on a local one: actor_send, actor_cast,
+ * actor_send_copy, actor_exit_signal, actor_link, actor_monitor, actor_call, actor_reply.
+ *
+ *   scheduler thread                          I/O thread (its own libev loop, the dist node)
+ *   send to a remote PID: pack the payload -->  outbound queue (MPSC, one ev_async per burst)
+ *   (protobuf-c, or raw bytes as they are)        --> dist_node_post --> peer's connection
+ *                                             incoming frame --> unpack by type name -->
+ *   mailbox  <------------------------------------ post with the remote sender's PID
+ *
+ * Semantics, as in Erlang:
+ * - A remote send returns once the message is queued: 0 means sent, not delivered. Messages
+ *   from one sender to one receiver arrive in send order. A message to a PID of a dead node
+ *   or of an older incarnation of a node is dropped without harm.
+ * - Links and monitors span nodes. An actor's exit or DOWN carries its real reason. When a
+ *   node goes down (or cannot be reached within connect_timeout_ms while something waits for
+ *   it), every link to an actor on it delivers an exit with ACTOR_NOCONNECTION, every monitor
+ *   on one a DOWN with ACTOR_NOCONNECTION, and pending calls to it fail with ACTOR_ENOTCONN.
+ * - A remote call fails with ACTOR_ETIMEDOUT (no reply in time), ACTOR_ENOPROC (no such
+ *   process there) or ACTOR_ENOTCONN (the node is unreachable): each through the callback.
+ * - A message of a type this node has not registered (actor_type_register) is dropped,
+ *   counted (actor_dist_stats) and logged once per type name; the connection stays up. So is
+ *   one whose payload does not unpack.
+ * - Messages queued for a connection that goes down are lost.
+ * - Exit signals, links and monitors name their sender on the wire: sent to a remote actor
+ *   from outside any actor, they fail with ACTOR_EINVAL. Plain sends from anywhere are fine.
+ * - A call from a plain thread (actor_call_wait) to a remote actor works the same way, and
+ *   returns ACTOR_ENOTCONN when the callee's node goes down.
+ * - PIDs inside payloads are user data: only a message's sender is translated between nodes.
+ */
+
+/*
+ * Options of actor_dist_start(). Zero-initialise, then set what you need; 0 or NULL picks the
+ * default. The pointers are borrowed for the call.
+ */
+struct actor_dist_opts {
+    const char *name;        /* "name@host", required (dist_node_name_check()) */
+    const char *cookie;      /* the cluster secret; NULL: $DIST_COOKIE, then cookie_file */
+    const char *cookie_file; /* default $HOME/.dist.cookie, made when missing */
+    int insecure;            /* plain TCP without encryption (logged as a warning) */
+    const char *listen_host; /* as struct dist_node_opts */
+    uint16_t listen_port;    /* 0: an ephemeral port */
+    const char *epmd_host;   /* default "127.0.0.1" */
+    uint16_t epmd_port;      /* default 4369 */
+    const char *ca_file;     /* TLS: with cert_file and key_file, mutual certificate checks */
+    const char *cert_file;
+    const char *key_file;
+    uint32_t tick_ms;              /* a silent peer is down after this; default 60000 */
+    uint32_t handshake_timeout_ms; /* default 5000 */
+    uint32_t connect_timeout_ms;   /* a node not up this long after something was sent to it
+                                      is unreachable (see above); default 5000 */
+    uint32_t ready_timeout_ms;     /* actor_dist_start() waits this long for epmd; 10000 */
+    uint32_t backoff_max_ms;       /* reconnect backoff ceiling; default 30000 */
+};
+
+/*
+ * actor_dist_start: make @sys a node of a cluster. Starts the distribution's I/O thread, which
+ * runs a libev loop of its own with a libdist node on it, and waits (up to ready_timeout_ms)
+ * until the node is registered with epmd; the system then stamps epmd's creation in its PIDs.
+ * Call it after actor_system_new() and before actor_system_start(), once.
+ * Returns 0, or ACTOR_EINVAL (NULL arguments, the system is running or already distributed),
+ * ACTOR_ETIMEDOUT (epmd did not register the node in time), ACTOR_ENOMEM, -errno (the thread
+ * or the listening socket), or a DIST_* code from dist_node_new() / dist_node_start() (a bad
+ * name, cookie or TLS file). Any thread but a scheduler's.
+ */
+ACTOR_API int actor_dist_start(struct actor_system *sys, const struct actor_dist_opts *opts);
+
+/*
+ * actor_dist_stop: leave the cluster: send what is queued, a goodbye to every peer, unregister
+ * from epmd and stop the I/O thread. Remote sends then fail with ACTOR_ENOTCONN. The system's
+ * shutdown does this after its actors have ended, so their exits reach remote links first.
+ * Does nothing on a system not distributed. Any thread but a scheduler's.
+ */
+ACTOR_API void actor_dist_stop(struct actor_system *sys);
+
+/*
+ * actor_node_name: this node's name, or "nonode@nohost" when the system is not distributed.
+ * actor_node_of: the name of @pid's node ("name@host"; for node 0 this node's), or NULL for an
+ * index the system never saw. The strings live as long as the system. Any thread.
+ */
+ACTOR_API const char *actor_node_name(struct actor_system *sys);
+ACTOR_API const char *actor_node_of(struct actor_system *sys, struct dist_pid pid);
+
+/*
+ * actor_send_at: send to the actor registered as @name on node @node, as Erlang's
+ * {Name, Node} ! Msg. @node NULL or this node's name is a local actor_send_named(). A remote
+ * send returns once queued; an unknown name there drops the message. Payload ownership, order
+ * and sender as actor_send. Returns 0, ACTOR_EINVAL, ACTOR_ENONAME (local only),
+ * ACTOR_ENOTCONN (the system is not distributed, or stopped), ACTOR_EBUSY (the outbound queue
+ * is over its high-water mark), ACTOR_ENOMEM. Any thread.
+ */
+ACTOR_API int actor_send_at(struct actor_system *sys, const char *name, const char *node,
+                            const struct actor_type *type, void *payload, size_t size);
+
+/*
+ * actor_monitor_nodes: while @on, the running actor gets an ACTOR_MSG_NODEUP when a
+ * connection to a node comes up and an ACTOR_MSG_NODEDOWN (with the reason) when it goes down,
+ * as Erlang's net_kernel:monitor_nodes/1. Actor only. Returns 0, ACTOR_ENOTCONN (not
+ * distributed) or ACTOR_ENOMEM.
+ */
+ACTOR_API int actor_monitor_nodes(struct actor *self, int on);
+
+/*
+ * actor_spawnable_register: let other nodes start actors running @behaviour under @name
+ * (actor_spawn_remote()). The argument of a spawn must be of @arg_type (a raw or registered
+ * type); it is unpacked on this node and handed to the behaviour's init as @arg, which takes
+ * ownership of it (frees it with actor_payload_free() or keeps it; a behaviour without init
+ * has it freed). @behaviour is borrowed and must outlive the system. Any thread, any time.
+ * Returns 0, ACTOR_ENAMETAKEN (@name is registered), ACTOR_EINVAL or ACTOR_ENOMEM.
+ */
+ACTOR_API int actor_spawnable_register(struct actor_system *sys, const char *name,
+                                       const struct actor_behaviour *behaviour,
+                                       const struct actor_type *arg_type);
+
+/*
+ * The continuation of a remote spawn. It runs in the caller's context exactly once: @err is 0
+ * with @pid the new actor, or ACTOR_ENOSPAWN (no spawnable of that name there), ACTOR_ETYPE
+ * (the argument is not of the spawnable's type), ACTOR_ETIMEDOUT, ACTOR_ENOTCONN, or the
+ * remote actor_spawn()'s error. Its return value acts as a handler's.
+ */
+typedef int (*actor_spawn_cb)(struct actor *self, void *state, int err, struct dist_pid pid,
+                              void *cb_data);
+
+/*
+ * actor_spawn_remote: ask @node to spawn its spawnable @name with @arg (of @arg_type, @size
+ * bytes for raw; packed here, and taken on 0 as a send takes a payload). With ACTOR_SPAWN_LINK
+ * the new actor is linked to the caller, with ACTOR_SPAWN_MONITOR the caller monitors it with
+ * the reference *@ref; both are in place before the new actor can end. *@ref (optional) is
+ * the request's reference. @cb runs with the outcome, or ACTOR_ETIMEDOUT after @timeout
+ * seconds; a new actor whose reply comes after that is killed. Actor only.
+ * Returns 0 (then @cb will run), ACTOR_EINVAL, ACTOR_ENOTCONN (not distributed), ACTOR_EBUSY,
+ * ACTOR_ENOMEM; @cb then never runs.
+ */
+ACTOR_API int actor_spawn_remote(struct actor *self, const char *node, const char *name,
+                                 const struct actor_type *arg_type, void *arg, size_t size,
+                                 unsigned flags, double timeout, actor_spawn_cb cb, void *cb_data,
+                                 struct actor_ref *ref);
+
+struct actor_dist_stats {
+    uint64_t sent;          /* messages and signals handed to libdist */
+    uint64_t received;      /* messages and signals that came from other nodes */
+    uint64_t unknown_type;  /* dropped: a message type this node has not registered */
+    uint64_t bad_payload;   /* dropped: a payload that does not unpack as its type */
+    uint64_t undeliverable; /* dropped: no such local process (dead, stale or unknown name) */
+    uint64_t dropped;       /* dropped on the way out: a peer's queue full, a bad target */
+};
+
+/* A snapshot of the distribution's counters (all 0 when not distributed). Any thread. */
+ACTOR_API void actor_dist_stats(struct actor_system *sys, struct actor_dist_stats *out);
 
 #ifdef __cplusplus
 }

@@ -172,7 +172,9 @@ int actor__deliver(struct actor_system *sys, struct dist_pid to, struct envelope
     uint64_t gate;
     int local;
 
-    if (to.node != 0 || to.creation != sys->opts.creation || to.id == 0)
+    if (to.node != 0)
+        return actor__remote_deliver(sys, to, env);
+    if (to.creation != sys->opts.creation || to.id == 0)
         return ACTOR_ENOPROC;
     a = slot_at(sys, (uint32_t)to.id);
     if (a == NULL)
@@ -276,9 +278,10 @@ int actor_cast(struct actor_system *sys, struct dist_pid to, const struct actor_
  * one that kills does so before the messages queued ahead of it are handled, as on the BEAM.
  * A kill overrides any other pending reason.
  */
-int actor_exit_signal(struct actor_system *sys, struct dist_pid to, int reason)
+int actor__exit_signal(struct actor_system *sys, struct dist_pid to, struct dist_pid from,
+                       int reason)
 {
-    int rc = actor__signal(sys, to, ENV_EXIT, actor__current_pid(sys), reason, 0);
+    int rc = actor__signal(sys, to, ENV_EXIT, from, reason, 0);
     struct actor *a = rc == 0 ? actor__lookup(sys, to) : NULL;
     uint64_t flag = EXIT_PENDING | (uint32_t)reason, none = 0;
 
@@ -289,6 +292,11 @@ int actor_exit_signal(struct actor_system *sys, struct dist_pid to, int reason)
     else
         atomic_compare_exchange_strong(&a->exit_pending, &none, flag);
     return rc;
+}
+
+int actor_exit_signal(struct actor_system *sys, struct dist_pid to, int reason)
+{
+    return actor__exit_signal(sys, to, actor__current_pid(sys), reason);
 }
 
 int actor_kill(struct actor_system *sys, struct dist_pid to)
@@ -375,6 +383,17 @@ int actor__mon_take(struct mon_set *set, uint64_t ref, struct dist_pid *pid)
         if (set->v[i].ref == ref) {
             if (pid != NULL)
                 *pid = set->v[i].pid;
+            set->v[i] = set->v[--set->n];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int actor__mon_take_pid(struct mon_set *set, uint64_t ref, struct dist_pid pid)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        if (set->v[i].ref == ref && dist_pid_eq(set->v[i].pid, pid)) {
             set->v[i] = set->v[--set->n];
             return 1;
         }

@@ -17,9 +17,13 @@ struct pending_call {
     struct actor *owner;
     uint64_t ref; /* the call's reference, also its monitor's */
     struct dist_pid callee;
-    actor_reply_cb cb;
+    actor_reply_cb cb;    /* a call's continuation, or NULL for a remote spawn */
+    actor_spawn_cb scb;   /* a remote spawn's continuation */
+    unsigned spawn_flags; /* ACTOR_SPAWN_LINK, ACTOR_SPAWN_MONITOR */
     void *cb_data;
 };
+
+static struct pending_call *call_take(struct actor *a, uint64_t ref);
 
 static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -29,6 +33,19 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct dist_pid me = actor__pid(sys, a);
 
     actor__signal(sys, me, ENV_CALL_TIMEOUT, me, 0, pc->ref);
+}
+
+/* Keep @pc among @self's pending calls, with its timeout armed. */
+static void call_pend(struct actor *self, struct pending_call *pc, uint64_t ref, double timeout,
+                      void *cb_data)
+{
+    pc->owner = self;
+    pc->ref = ref;
+    pc->cb_data = cb_data;
+    ev_timer_init(&pc->timeout, timeout_cb, timeout, 0.);
+    ev_timer_start(self->home->loop, &pc->timeout);
+    pc->next = self->ext->calls;
+    self->ext->calls = pc;
 }
 
 int actor_call(struct actor *self, struct dist_pid to, const struct actor_type *type, void *payload,
@@ -54,16 +71,62 @@ int actor_call(struct actor *self, struct dist_pid to, const struct actor_type *
         return rc;
     }
     actor__mon_add(&ext->monitoring, ref, to);
-    pc->owner = self;
-    pc->ref = ref;
     pc->callee = to;
     pc->cb = cb;
-    pc->cb_data = cb_data;
-    ev_timer_init(&pc->timeout, timeout_cb, timeout, 0.);
-    ev_timer_start(self->home->loop, &pc->timeout);
-    pc->next = ext->calls;
-    ext->calls = pc;
+    call_pend(self, pc, ref, timeout, cb_data);
     return 0;
+}
+
+int actor_spawn_remote(struct actor *self, const char *node, const char *name,
+                       const struct actor_type *arg_type, void *arg, size_t size, unsigned flags,
+                       double timeout, actor_spawn_cb cb, void *cb_data, struct actor_ref *ref)
+{
+    struct actor_system *sys = self->home->sys;
+    struct actor_ext *ext = actor__ext(self);
+    struct pending_call *pc;
+    uint64_t r = actor__ref_new(sys);
+    int rc;
+
+    if (node == NULL || name == NULL || arg_type == NULL || cb == NULL || timeout < 0. ||
+        (flags & ~(ACTOR_SPAWN_LINK | ACTOR_SPAWN_MONITOR)) != 0)
+        return ACTOR_EINVAL;
+    pc = ext != NULL ? calloc(1, sizeof(*pc)) : NULL;
+    if (pc == NULL)
+        return ACTOR_ENOMEM;
+    rc = actor__remote_spawn(sys, actor__pid(sys, self), node, name, arg_type, arg, size, flags, r);
+    if (rc != 0) {
+        free(pc);
+        return rc;
+    }
+    pc->callee = DIST_PID_NONE;
+    pc->scb = cb;
+    pc->spawn_flags = flags;
+    call_pend(self, pc, r, timeout, cb_data);
+    if (ref != NULL)
+        ref->id = r;
+    return 0;
+}
+
+int actor__spawn_reply(struct actor *a, struct envelope *env)
+{
+    struct actor_system *sys = a->home->sys;
+    struct pending_call *pc = call_take(a, env->ref);
+    struct dist_pid child = env->reason == 0 ? env->from : DIST_PID_NONE;
+    int rc;
+
+    if (pc == NULL) {
+        /* Too late: the caller heard of a timeout, so nobody would know of this actor. */
+        if (!dist_pid_is_none(child))
+            actor__exit_signal(sys, child, actor__pid(sys, a), ACTOR_KILL);
+        return 0;
+    }
+    if (!dist_pid_is_none(child) && (pc->spawn_flags & ACTOR_SPAWN_LINK))
+        actor__links_add(&a->ext->links, child);
+    if (!dist_pid_is_none(child) && (pc->spawn_flags & ACTOR_SPAWN_MONITOR))
+        actor__mon_add(&a->ext->monitoring, pc->ref, child);
+    rc = pc->scb(a, a->state, env->reason, child, pc->cb_data);
+    free(pc);
+    return rc;
 }
 
 static struct pending_call *call_take(struct actor *a, uint64_t ref)
@@ -116,7 +179,10 @@ int actor__call_failed(struct actor *a, uint64_t ref, int err, int *rc)
         return 0;
     if (err == ACTOR_ETIMEDOUT)
         call_unmonitor(a, pc);
-    *rc = pc->cb(a, a->state, err, NULL, pc->cb_data);
+    if (pc->scb != NULL)
+        *rc = pc->scb(a, a->state, err, DIST_PID_NONE, pc->cb_data);
+    else
+        *rc = pc->cb(a, a->state, err, NULL, pc->cb_data);
     free(pc);
     return 1;
 }
@@ -226,9 +292,10 @@ static int proxy_wait_for(struct actor *p, struct proxy_wait *w, uint64_t ref,
                 return 0;
             }
             int down = env->kind == ENV_DOWN && env->ref == ref;
+            int reason = env->reason;
             actor__env_free(env);
             if (down)
-                return ACTOR_ENOPROC;
+                return reason == ACTOR_NOCONNECTION ? ACTOR_ENOTCONN : ACTOR_ENOPROC;
             continue;
         }
         atomic_store(&p->sched, RUN_IDLE);
@@ -296,7 +363,7 @@ int actor_call_wait(struct actor_system *sys, struct dist_pid to, const struct a
         pthread_mutex_lock(&w.lock);
         rc = proxy_wait_for(p, &w, ref, &deadline, &env);
         pthread_mutex_unlock(&w.lock);
-        if (rc != ACTOR_ENOPROC)
+        if (rc != ACTOR_ENOPROC && rc != ACTOR_ENOTCONN)
             actor__signal(sys, to, ENV_DEMONITOR, me, 0, ref);
     }
     proxy_close(sys, p, &w);

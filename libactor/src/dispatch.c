@@ -284,12 +284,24 @@ static int on_down(struct actor *a, struct envelope *env)
         return 0; /* demonitored, or a call's monitor already settled */
     int rc;
 
-    if (actor__call_failed(a, env->ref, ACTOR_ENOPROC, &rc))
+    if (actor__call_failed(a, env->ref,
+                           env->reason == ACTOR_NOCONNECTION ? ACTOR_ENOTCONN : ACTOR_ENOPROC, &rc))
         return rc; /* it was a call's monitor: the continuation heard of it */
     actor__msg_init(&msg, ACTOR_MSG_DOWN, env);
     msg.u.down.ref.id = env->ref;
     msg.u.down.pid = env->from;
     msg.u.down.reason = env->reason;
+    return call_handler(a, &msg);
+}
+
+/* A node came up or went down, for an actor that monitors nodes. */
+static int on_node_event(struct actor *a, struct envelope *env)
+{
+    struct actor_msg msg;
+
+    actor__msg_init(&msg, env->tag ? ACTOR_MSG_NODEUP : ACTOR_MSG_NODEDOWN, env);
+    msg.u.node.name = actor__node_name(a->home->sys, (uint32_t)env->ref);
+    msg.u.node.reason = env->reason;
     return call_handler(a, &msg);
 }
 
@@ -332,12 +344,18 @@ static int process(struct actor *a, struct envelope *env)
         break;
     case ENV_DEMONITOR:
         if (a->ext != NULL)
-            actor__mon_take(&a->ext->monitored_by, env->ref, NULL);
+            actor__mon_take_pid(&a->ext->monitored_by, env->ref, env->from);
         break;
     case ENV_DOWN:
         rc = on_down(a, env);
         break;
     case ENV_NOOP:
+        break;
+    case ENV_SPAWN_REPLY:
+        rc = actor__spawn_reply(a, env);
+        break;
+    case ENV_NODE:
+        rc = on_node_event(a, env);
         break;
     case ENV_TIMER:
         if (actor__timer_fired(a, env->ref)) {

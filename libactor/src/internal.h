@@ -15,6 +15,9 @@
  * each slot has a gate word (generation | closed | senders in flight) that a sender enters
  * with one CAS, so a dying actor can wait out the senders already inside before it recycles
  * its slot.
+ *
+ * A PID of another node (node != 0) takes one branch in actor__deliver() to remote.c, which
+ * packs the envelope into an out_item for the distribution's I/O thread (remote_in.c).
  */
 #ifndef ACTOR_INTERNAL_H
 #define ACTOR_INTERNAL_H
@@ -73,6 +76,8 @@ enum env_kind {
     ENV_TIMER,        /* tag timer fired: ref = timer id, tag */
     ENV_CALL_TIMEOUT, /* ref = call ref */
     ENV_NOOP,         /* a flushed DOWN: skipped */
+    ENV_SPAWN_REPLY,  /* a remote spawn's outcome: ref = request, reason = error, from = pid */
+    ENV_NODE,         /* a node event: ref = node index, reason = down reason, tag = 1 if up */
 };
 
 #define ENV_INLINE (1u << 0) /* the payload is data[], a copy made by actor_send_copy */
@@ -215,6 +220,8 @@ struct scheduler {
 };
 
 struct name_entry;
+struct actor_remote;
+struct spawnable;
 
 struct actor_system {
     struct actor_system_opts opts;
@@ -231,6 +238,9 @@ struct actor_system {
     pthread_mutex_t names_lock;
     struct name_entry **names;
     size_t names_mask, names_count;
+    struct actor_remote *remote; /* the distribution (remote.c), NULL until actor_dist_start */
+    pthread_mutex_t spawn_lock;  /* guards spawnables */
+    struct spawnable *spawnables;
 };
 
 /* The scheduler and actor the calling thread is running, or NULL. */
@@ -246,6 +256,9 @@ int actor__post(struct actor_system *sys, struct dist_pid to, enum env_kind kind
                 size_t size, int bounded);
 int actor__signal(struct actor_system *sys, struct dist_pid to, enum env_kind kind,
                   struct dist_pid from, int reason, uint64_t ref);
+/* actor_exit_signal() with an explicit sender. */
+int actor__exit_signal(struct actor_system *sys, struct dist_pid to, struct dist_pid from,
+                       int reason);
 /* envelope.c */
 struct envelope *actor__env_new(struct actor_system *sys, enum env_kind kind, struct dist_pid from);
 void actor__env_free(struct envelope *env);
@@ -268,6 +281,8 @@ void actor__mon_add(struct mon_set *set, uint64_t ref, struct dist_pid pid);
 void actor__links_add(struct link_set *l, struct dist_pid pid);
 int actor__links_remove(struct link_set *l, struct dist_pid pid);
 int actor__mon_take(struct mon_set *set, uint64_t ref, struct dist_pid *pid);
+/* Take the entry with both @ref and @pid: refs from different nodes may be equal. */
+int actor__mon_take_pid(struct mon_set *set, uint64_t ref, struct dist_pid pid);
 
 /* system.c */
 void actor__schedule(struct actor *a);
@@ -293,6 +308,119 @@ int actor__call_reply(struct actor *a, struct envelope *env);
 int actor__call_failed(struct actor *a, uint64_t ref, int err, int *rc);
 void actor__calls_drop(struct actor *a);
 void actor__proxy_wake(struct actor *a);
+
+/* call.c: a remote spawn's outcome (they wait among the calls) */
+int actor__spawn_reply(struct actor *a, struct envelope *env);
+
+/* ---- The distribution (remote.c, remote_in.c) ----------------------------------------------- */
+
+#define NODES_MAX 65536u /* node names a system knows: as many as libdist's table holds */
+
+/*
+ * A request from any thread to the I/O thread: a dist message (packed payload in data[]), or
+ * OUT_WATCH_NODES. Strings (a name, a node, a spawnable) follow the payload in data[].
+ */
+#define OUT_WATCH_NODES 100
+
+struct out_item {
+    struct mpsc_node node;
+    int kind; /* a DIST_MSG_* kind, or OUT_WATCH_NODES */
+    int send_kind;
+    int32_t reason;
+    uint32_t flags;
+    struct dist_pid from, to;
+    uint64_t ref;
+    const char *type;    /* a registered type's name (types are never freed) */
+    const char *to_name; /* SEND by name; SPAWN_REQUEST: the spawnable */
+    const char *to_node; /* a node by name, else to.node */
+    size_t len;
+    _Alignas(8) unsigned char data[];
+};
+
+/* What the I/O thread remembers per peer, to tell local actors when the peer goes down. */
+enum bond_kind {
+    BOND_LINK,  /* local and remote are linked */
+    BOND_MON,   /* local monitors remote with ref */
+    BOND_RMON,  /* remote monitors local with ref */
+    BOND_SPAWN, /* local asked remote's node for a spawn: ref = request, flags */
+};
+
+struct bond {
+    int kind;
+    unsigned flags;
+    struct dist_pid local, remote;
+    uint64_t ref;
+};
+
+struct rpeer {
+    struct actor_remote *r;
+    uint32_t index;
+    int up;           /* on_node_up seen, and no down since */
+    ev_timer connect; /* armed while something waits for a node that is not up */
+    struct bond *bonds;
+    size_t n, cap;
+};
+
+struct unknown_type;
+
+struct actor_remote {
+    struct actor_system *sys;
+    struct ev_loop *loop;
+    struct dist_node *node;
+    pthread_t thread;
+    ev_async wake;
+    struct mpsc out;          /* out_items, from any thread to the I/O thread */
+    _Atomic int wake_pending; /* an ev_async_send is on its way: no need for another */
+    _Atomic size_t out_bytes; /* payload bytes in out */
+    _Atomic int running;      /* sends accepted, incoming delivered */
+    _Atomic int stopping;     /* the I/O thread is to end */
+    int joined;
+    double connect_timeout;
+    /* the start: the I/O thread reports registration */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int ready, start_err;
+    uint32_t creation;
+    /* the I/O thread's own */
+    struct rpeer **peers; /* by node index */
+    uint32_t npeers;
+    struct dist_pid *watchers; /* actors monitoring nodes */
+    size_t nwatchers, capwatchers;
+    struct unknown_type *unknown; /* type names already logged */
+    unsigned nunknown;
+    /* any thread */
+    _Atomic(char *) *names; /* NODES_MAX node names by index, published by the I/O thread */
+    _Atomic uint64_t sent, received, unknown_types, bad_payloads, undeliverable, dropped;
+};
+
+/* remote.c */
+void actor__remote_log(struct actor_remote *r, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Make the name of node @index readable from any thread (I/O thread). */
+void actor__remote_publish(struct actor_remote *r, int index);
+/* remote_in.c: the I/O thread's side */
+void actor__remote_out(struct actor_remote *r, struct out_item *it);
+void actor__remote_on_message(struct dist_node *node, const struct dist_msg *m,
+                              const char *from_node, void *user_data);
+void actor__remote_on_up(struct dist_node *node, const char *name, void *user_data);
+void actor__remote_on_down(struct dist_node *node, const char *name, int reason, void *user_data);
+void actor__remote_peers_free(struct actor_remote *r);
+
+/* remote.c: the distribution */
+/* Route @env to a remote PID: packed and queued for the I/O thread; on 0 @env is freed. */
+int actor__remote_deliver(struct actor_system *sys, struct dist_pid to, struct envelope *env);
+/* Queue a spawn request (arg packed here; taken on 0). */
+int actor__remote_spawn(struct actor_system *sys, struct dist_pid from, const char *node,
+                        const char *name, const struct actor_type *arg_type, void *arg, size_t size,
+                        unsigned flags, uint64_t ref);
+/* The name of node @index, or NULL. */
+const char *actor__node_name(struct actor_system *sys, uint32_t index);
+/* The spawnable @name: 0 with its behaviour and argument type, or ACTOR_ENOSPAWN. */
+int actor__spawnable_find(struct actor_system *sys, const char *name,
+                          const struct actor_behaviour **behaviour,
+                          const struct actor_type **arg_type);
+/* Stop and free the distribution and the spawnables (system free). */
+void actor__remote_free(struct actor_system *sys);
 
 /* supervisor.c */
 void actor__stats_restart(struct actor_system *sys);

@@ -351,6 +351,7 @@ int actor_system_new(const struct actor_system_opts *opts, struct actor_system *
     }
     pthread_mutex_init(&sys->table_lock, NULL);
     pthread_mutex_init(&sys->names_lock, NULL);
+    pthread_mutex_init(&sys->spawn_lock, NULL);
     atomic_store(&sys->next_ref, 1);
     for (unsigned i = 0; i < sys->nsched; i++) {
         struct scheduler *s = &sys->scheds[i];
@@ -462,6 +463,8 @@ int actor_system_shutdown(struct actor_system *sys, double timeout)
         ev_async_send(sys->scheds[i].loop, &sys->scheds[i].wake);
     for (unsigned i = 0; i < sys->nsched; i++)
         pthread_join(sys->scheds[i].thread, NULL);
+    /* Last: the exits of the actors that just ended still reach their remote links. */
+    actor_dist_stop(sys);
     atomic_store(&sys->running, 0);
     return rc;
 }
@@ -472,6 +475,8 @@ void actor_system_free(struct actor_system *sys)
         return;
     if (atomic_load(&sys->running))
         actor_system_shutdown(sys, 5.0);
+    /* Before the mailboxes are emptied: the I/O thread delivers into them until it stops. */
+    actor__remote_free(sys);
     for (unsigned i = 0; i < sys->nsched; i++) {
         struct scheduler *s = &sys->scheds[i];
         if (s->loop != NULL) {
@@ -493,6 +498,7 @@ void actor_system_free(struct actor_system *sys)
     for (unsigned i = 0; i < sys->nsched; i++)
         actor__env_release_all(&sys->scheds[i]);
     actor__names_free(sys);
+    pthread_mutex_destroy(&sys->spawn_lock);
     pthread_mutex_destroy(&sys->table_lock);
     pthread_mutex_destroy(&sys->names_lock);
     free(sys->scheds);

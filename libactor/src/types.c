@@ -130,6 +130,8 @@ const char *actor_reason_name(int reason)
         return "shutdown";
     case ACTOR_NOPROC:
         return "noproc";
+    case ACTOR_NOCONNECTION:
+        return "noconnection";
     default:
         return reason < 0 && strcmp(actor_strerror(reason), "unknown error") != 0
                    ? actor_strerror(reason)

@@ -799,7 +799,7 @@ struct dist_ref {
 /*
  * A message between nodes. Which fields matter depends on kind:
  *   SEND          from, to or to_name, type, payload/len, send_kind, ref (calls, replies)
- *   LINK, UNLINK  from, to            EXIT   from, to, reason
+ *   LINK, UNLINK  from, to            EXIT   from, to, reason, flags (DIST_EXIT_LINK)
  *   MONITOR, DEMONITOR                from, to or to_name, ref
  *   DOWN          from, to, ref, reason
  *   SPAWN_REQUEST from, req_id, behaviour, type (of the argument), payload/len, flags
@@ -807,6 +807,9 @@ struct dist_ref {
  * PIDs and references name nodes by interned index. Strings are NUL-terminated; NULL reads
  * as "". A delivered message and everything it points to is borrowed for the callback.
  */
+/* EXIT flag: the signal travels along a link (its sender ended), rather than being sent. */
+#define DIST_EXIT_LINK (1u << 0)
+
 struct dist_msg {
     int kind; /* enum dist_msg_kind */
     struct dist_pid from;

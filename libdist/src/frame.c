@@ -122,6 +122,7 @@ static void exit_out(struct pb_out *o, const struct dist_frame *f)
     e->from = pid_out(&o->pid[0], &f->u.link.from);
     e->to = pid_out(&o->pid[1], &f->u.link.to);
     e->reason = f->u.link.reason;
+    e->link = f->u.link.link != 0;
     o->frame.exit = e;
 }
 
@@ -547,6 +548,7 @@ static int frame_in(const Dist__Frame *pb, struct dist_frame *f)
         return pair_in(pb->unlink->from, pb->unlink->to, &f->u.link.from, &f->u.link.to);
     case DIST__FRAME__BODY_EXIT:
         f->u.link.reason = pb->exit->reason;
+        f->u.link.link = pb->exit->link;
         return pair_in(pb->exit->from, pb->exit->to, &f->u.link.from, &f->u.link.to);
     case DIST__FRAME__BODY_MONITOR:
         return monitor_in(pb->monitor, f);

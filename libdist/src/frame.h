@@ -141,11 +141,12 @@ struct dist_frame {
             enum dist_send_kind kind;
             struct dist_wire_ref ref; /* calls and replies */
         } send;
-        /* LINK, UNLINK and EXIT; reason is used by EXIT only. */
+        /* LINK, UNLINK and EXIT; reason and link (along a link) are used by EXIT only. */
         struct {
             struct dist_wire_pid from;
             struct dist_wire_pid to;
             int32_t reason;
+            int link;
         } link;
         /* MONITOR and DEMONITOR. */
         struct {

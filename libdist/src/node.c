@@ -719,6 +719,7 @@ static int msg_in(struct dist_conn *c, const struct dist_frame *f, struct dist_m
     case DIST_FRAME_UNLINK:
     case DIST_FRAME_EXIT:
         m->reason = f->u.link.reason;
+        m->flags = f->u.link.link ? DIST_EXIT_LINK : 0;
         return pid_in(c, &f->u.link.from, &m->from) || pid_in(c, &f->u.link.to, &m->to);
     case DIST_FRAME_MONITOR:
     case DIST_FRAME_DEMONITOR:
@@ -830,6 +831,7 @@ static int msg_out(const struct dist_node *node, const struct dist_msg *m, struc
     case DIST_MSG_UNLINK:
     case DIST_MSG_EXIT:
         f->u.link.reason = m->reason;
+        f->u.link.link = (m->flags & DIST_EXIT_LINK) != 0;
         return pid_out(node, &m->from, &f->u.link.from) || pid_out(node, &m->to, &f->u.link.to);
     case DIST_MSG_MONITOR:
     case DIST_MSG_DEMONITOR:

@@ -35,12 +35,10 @@
 #define BUSY_MSG   (64u * 1024u)
 #define BUSY_TRIES 4096
 
-struct proc {
-    pid_t pid;
-    char name[64];
-    char out[160];
-    char err[160];
-};
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "node_proc.h"
+#pragma GCC diagnostic pop
 
 static struct daemon d;
 static char dir[64];
@@ -58,16 +56,6 @@ static void setup(void)
     daemon_start(&d, NULL);
 }
 
-static void proc_reap(struct proc *p)
-{
-    if (p->pid <= 0)
-        return;
-    kill(p->pid, SIGCONT);
-    kill(p->pid, SIGKILL);
-    waitpid(p->pid, NULL, 0);
-    p->pid = 0;
-}
-
 static void teardown(void)
 {
     dist_node_free(local);
@@ -75,12 +63,7 @@ static void teardown(void)
     if (loop != NULL)
         ev_loop_destroy(loop);
     loop = NULL;
-    for (int i = 0; i < nprocs; i++) {
-        proc_reap(&procs[i]);
-        unlink(procs[i].out);
-        unlink(procs[i].err);
-    }
-    nprocs = 0;
+    procs_reap_all(procs, &nprocs);
     rmdir(dir);
     daemon_stop(&d);
 }
@@ -94,51 +77,16 @@ static struct proc *node_start(const char *name, const char *const *extra)
     char *argv[40] = {EMBED_BIN,  "--name",        NULL,   "--epmd-port",
                       port,       "--cookie",      COOKIE, "--handshake-timeout",
                       HS_TIMEOUT, "--backoff-max", "300"};
-    int argc = 11, ofd, efd;
-    struct proc *p;
+    int argc = 11;
+    struct proc *p = proc_add(procs, &nprocs, MAX_PROCS, dir, name);
 
-    cr_assert_lt(nprocs, MAX_PROCS);
-    p = &procs[nprocs++];
-    snprintf(p->name, sizeof(p->name), "%s@127.0.0.1", name);
-    snprintf(p->out, sizeof(p->out), "%s/%s.out", dir, name);
-    snprintf(p->err, sizeof(p->err), "%s/%s.err", dir, name);
     snprintf(port, sizeof(port), "%u", d.port);
     argv[2] = p->name;
     for (; extra != NULL && *extra != NULL && argc < 39; extra++)
         argv[argc++] = (char *)*extra;
     argv[argc] = NULL;
-    ofd = open(p->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    efd = open(p->err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    cr_assert(ofd >= 0 && efd >= 0);
-    p->pid = spawn(argv, ofd, efd);
-    close(ofd);
-    close(efd);
-    cr_assert_gt(p->pid, 0);
+    proc_exec(p, argv, 0);
     return p;
-}
-
-static void proc_show(const struct proc *p)
-{
-    char *out = slurp(p->out, NULL);
-    char *err = slurp(p->err, NULL);
-
-    cr_log_error("%s stdout:\n%s\n%s stderr:\n%s", p->name, out, p->name, err);
-    free(out);
-    free(err);
-}
-
-/* Wait until @p's stdout holds @needle at least @n times. */
-static void wait_out(const struct proc *p, const char *needle, int n)
-{
-    uint64_t deadline = mono_ms() + WAIT_MS;
-
-    while (file_count(p->out, needle) < n) {
-        if (mono_ms() >= deadline) {
-            proc_show(p);
-            cr_assert_fail("%s: no %d x '%s' within %d ms", p->name, n, needle, WAIT_MS);
-        }
-        sleep_ms(5);
-    }
 }
 
 /* Wait until @p's stderr holds @needle. */

@@ -261,17 +261,20 @@ Test(frame, send_by_name_from_nobody)
 
 Test(frame, link_unlink_exit_round_trip)
 {
+    /* The last: an exit along a link, told apart from an explicit one. */
     static const enum dist_frame_kind kinds[] = {DIST_FRAME_LINK, DIST_FRAME_UNLINK,
-                                                 DIST_FRAME_EXIT};
-    for (size_t i = 0; i < 3; i++) {
+                                                 DIST_FRAME_EXIT, DIST_FRAME_EXIT};
+    for (size_t i = 0; i < 4; i++) {
         struct dist_frame in = {.kind = kinds[i]}, out;
         in.u.link.from = wpid("a@h", 1ull << 40, 5);
         in.u.link.to = wpid("b@h", 2, 6);
         in.u.link.reason = kinds[i] == DIST_FRAME_EXIT ? -77 : 0;
+        in.u.link.link = i == 3;
         roundtrip(&in, &out);
         assert_pid(out.u.link.from, in.u.link.from);
         assert_pid(out.u.link.to, in.u.link.to);
         cr_assert_eq(out.u.link.reason, in.u.link.reason);
+        cr_assert_eq(out.u.link.link, in.u.link.link);
     }
 }
 
