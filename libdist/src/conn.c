@@ -359,12 +359,18 @@ static int session_start(struct dist_conn *c)
 {
     struct dist_node *node = c->node;
     int outbound = (c->flags & DIST__CONN_OUTBOUND) != 0;
-    int one = 1;
+    int one = 1, notsent = DIST__NODE_NOTSENT;
     int rc;
 
     if (node->creation == 0)
         return DIST_EINVAL;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /*
+     * Keep little unsent data in the kernel: what waits, waits in the peer's queue, where
+     * small frames overtake the fragments of large ones. A deep kernel queue would hold a
+     * heartbeat or a small message behind megabytes of a bulk stream.
+     */
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &notsent, sizeof(notsent));
     rc = dist__hs_init(&c->hs, &node->cookie, node->name, node->creation, outbound);
     if (rc == 0 && outbound)
         rc = dist__hs_expect(&c->hs, c->peer->name);

@@ -33,6 +33,8 @@
 #define DIST__NODE_RX_SIZE (256u * 1024u)
 /* Plain bytes moved into TLS (or written to the socket) in one step. */
 #define DIST__NODE_TX_CHUNK (256u * 1024u)
+/* Unsent bytes a connection leaves in the kernel (TCP_NOTSENT_LOWAT). */
+#define DIST__NODE_NOTSENT (128 * 1024)
 /* Inbound connections not yet authenticated, at most; more are closed at once. */
 #define DIST__NODE_MAX_PENDING_IN 256u
 /* Limits of the reader before the peer is authenticated: a hello and an auth fit. */
