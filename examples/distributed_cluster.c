@@ -1,0 +1,376 @@
+/*
+ * distributed_cluster.c: N nodes that find each other through epmd. Each node runs an actor
+ * registered as "member", watches epmd's registry for the other nodes, greets the member of
+ * every node it discovers, and prints who joins and who leaves.
+ *
+ *   discovery thread (libev loop)          member actor
+ *   epmd watch: PRESENT, REGISTERED  -->   "found N" --> {member, N} ! "hello"
+ *                                          "hello" from P  --> monitor P, "welcome" back
+ *                                          "welcome" from P --> monitor P
+ *                                          DOWN of P --> "leave N (reason)"
+ *
+ * A member is "joined" once one of its greetings arrived: then its actor is known and
+ * monitored. A node killed with kill -9 leaves with noconnection, one stopped with Ctrl-C with
+ * shutdown. Start an epmd, then in as many terminals as you like (here on port 4370):
+ *
+ *     distributed_cluster --node n1@127.0.0.1 --epmd-port 4370 --cookie secret
+ *     distributed_cluster --node n2@127.0.0.1 --epmd-port 4370 --cookie secret
+ *
+ * Runs until SIGINT or SIGTERM, then exits 0; 1 when it cannot join, 2 on bad usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "actor.h"
+#include "config.h"
+
+#define MAX_MEMBERS 64
+#define NODE_MAX    512 /* "name@host": 255 + 1 + 255, and the NUL */
+
+/* The parsed options: the program's only globals. */
+static struct {
+    struct actor_dist_opts dist;
+} opt;
+
+/* ---- Discovery: the epmd watch on a loop of its own ------------------------------------- */
+
+struct discovery {
+    struct actor_system *sys;
+    struct ev_loop *loop;
+    ev_async stop;
+    struct dist_epmd_client *client;
+    pthread_t thread;
+    const char *self; /* this node's name part, to skip it */
+    const char *host; /* the host part: the nodes of one epmd share it */
+};
+
+/* Tell the local member about node @name (not NUL-terminated) of our host: "found N@H". */
+static void discovery_found(struct discovery *d, const char *name, size_t len)
+{
+    char *buf = malloc(NODE_MAX + 8);
+    int n;
+
+    if (buf == NULL)
+        return;
+    n = snprintf(buf, NODE_MAX + 8, "found %.*s@%s", (int)len, name, d->host);
+    if (actor_send_named(d->sys, "member", actor_type_raw(), buf, (size_t)n) != 0)
+        free(buf);
+}
+
+static void discovery_watch_cb(struct dist_epmd_client *client,
+                               const struct dist_epmd_watch_event *ev, void *user_data)
+{
+    struct discovery *d = user_data;
+    const struct dist_epmd_node *node;
+
+    if (ev->kind == DIST_EPMD_WATCH_LOST) {
+        fprintf(stderr, "epmd watch lost (%s); retrying\n", actor_strerror(ev->reason));
+        return;
+    }
+    if (ev->kind != DIST_EPMD_WATCH_PRESENT && ev->kind != DIST_EPMD_WATCH_REGISTERED)
+        return;
+    node = &ev->entry->node;
+    if (node->name_len == strlen(d->self) && memcmp(node->name, d->self, node->name_len) == 0)
+        return;
+    discovery_found(d, node->name, node->name_len);
+}
+
+static void discovery_stop_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    struct discovery *d = w->data;
+
+    dist_epmd_client_free(d->client);
+    d->client = NULL;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void *discovery_run(void *arg)
+{
+    struct discovery *d = arg;
+
+    ev_run(d->loop, 0);
+    return NULL;
+}
+
+/* Watch epmd for every node registered there, on a thread of its own. */
+static int discovery_start(struct discovery *d, struct actor_system *sys, const char *node)
+{
+    static char self[256];
+    struct dist_epmd_client_opts co = {.host = opt.dist.epmd_host, .port = opt.dist.epmd_port};
+    const char *at = strchr(node, '@');
+    int rc;
+
+    snprintf(self, sizeof(self), "%.*s", (int)(at - node), node);
+    d->sys = sys;
+    d->self = self;
+    d->host = at + 1;
+    d->loop = ev_loop_new(EVFLAG_AUTO);
+    if (d->loop == NULL)
+        return ACTOR_ENOMEM;
+    rc = dist_epmd_client_new(d->loop, &co, &d->client);
+    if (rc == 0)
+        rc = dist_epmd_client_watch(d->client, discovery_watch_cb, d);
+    ev_async_init(&d->stop, discovery_stop_cb);
+    d->stop.data = d;
+    ev_async_start(d->loop, &d->stop);
+    if (rc == 0)
+        rc = -pthread_create(&d->thread, NULL, discovery_run, d);
+    if (rc != 0) {
+        dist_epmd_client_free(d->client);
+        ev_loop_destroy(d->loop);
+    }
+    return rc;
+}
+
+static void discovery_stop(struct discovery *d)
+{
+    ev_async_send(d->loop, &d->stop);
+    pthread_join(d->thread, NULL);
+    ev_loop_destroy(d->loop);
+}
+
+/* ---- The member actor -------------------------------------------------------------------- */
+
+struct peer {
+    char node[NODE_MAX];
+    struct dist_pid pid; /* its member, once a greeting came from it */
+    struct actor_ref ref;
+    int joined;
+};
+
+struct member {
+    struct peer peers[MAX_MEMBERS];
+};
+
+static struct peer *peer_find(struct member *m, const char *node, int add)
+{
+    struct peer *free_slot = NULL;
+
+    for (int i = 0; i < MAX_MEMBERS; i++) {
+        if (m->peers[i].node[0] == '\0') {
+            free_slot = free_slot != NULL ? free_slot : &m->peers[i];
+        } else if (strcmp(m->peers[i].node, node) == 0) {
+            return &m->peers[i];
+        }
+    }
+    if (add && free_slot != NULL)
+        snprintf(free_slot->node, sizeof(free_slot->node), "%s", node);
+    return add ? free_slot : NULL;
+}
+
+static int send_greeting(struct actor_system *sys, const char *word, const char *node,
+                         struct dist_pid to)
+{
+    char *buf = malloc(NODE_MAX + 16);
+    int n, rc;
+
+    if (buf == NULL)
+        return ACTOR_ENOMEM;
+    n = snprintf(buf, NODE_MAX + 16, "%s from %s", word, actor_node_name(sys));
+    rc = node != NULL ? actor_send_at(sys, "member", node, actor_type_raw(), buf, (size_t)n)
+                      : actor_send(sys, to, actor_type_raw(), buf, (size_t)n);
+    if (rc != 0)
+        free(buf);
+    return rc;
+}
+
+/* A greeting ("hello ..." or "welcome ...") from the member of @node. */
+static void member_greeted(struct actor *self, struct member *m, const struct actor_msg *msg,
+                           const char *text)
+{
+    struct actor_system *sys = actor_system_of(self);
+    const char *node = actor_node_of(sys, msg->from);
+    struct peer *p = node != NULL ? peer_find(m, node, 1) : NULL;
+
+    printf("%s says: %s\n", node != NULL ? node : "?", text);
+    if (strncmp(text, "hello", 5) == 0)
+        send_greeting(sys, "welcome", NULL, msg->from);
+    if (p == NULL || p->joined)
+        return;
+    p->pid = msg->from;
+    p->joined = 1;
+    actor_monitor(self, msg->from, &p->ref);
+    printf("join %s\n", node);
+}
+
+static void member_down(struct member *m, const struct actor_msg *msg)
+{
+    for (int i = 0; i < MAX_MEMBERS; i++) {
+        struct peer *p = &m->peers[i];
+
+        if (p->joined && memcmp(&p->ref, &msg->u.down.ref, sizeof(p->ref)) == 0) {
+            printf("leave %s (%s)\n", p->node, actor_reason_name(msg->u.down.reason));
+            memset(p, 0, sizeof(*p));
+            return;
+        }
+    }
+}
+
+static int member_handle(struct actor *self, void *state, struct actor_msg *msg)
+{
+    struct member *m = state;
+    char text[NODE_MAX + 32];
+
+    if (msg->kind == ACTOR_MSG_DOWN) {
+        member_down(m, msg);
+    } else if (msg->kind == ACTOR_MSG_USER && msg->type == actor_type_raw() &&
+               msg->size < sizeof(text)) {
+        memcpy(text, msg->payload, msg->size);
+        text[msg->size] = '\0';
+        if (msg->from.node == 0 && strncmp(text, "found ", 6) == 0) {
+            /* A node epmd knows and we have not met: greet it (again after it left). */
+            if (peer_find(m, text + 6, 0) == NULL)
+                send_greeting(actor_system_of(self), "hello", text + 6, msg->from);
+        } else {
+            member_greeted(self, m, msg, text);
+        }
+    }
+    fflush(stdout);
+    return 0;
+}
+
+static int member_init(struct actor *self, void *arg, void **state)
+{
+    *state = calloc(1, sizeof(struct member));
+    return *state != NULL ? 0 : ACTOR_ENOMEM;
+}
+
+static void member_terminate(struct actor *self, void *state, int reason)
+{
+    free(state);
+}
+
+static const struct actor_behaviour member_behaviour = {"member", member_init, member_handle,
+                                                        member_terminate};
+
+/* ---- Options and main ------------------------------------------------------------------- */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: distributed_cluster --node NAME@HOST [options]\n"
+            "\n"
+            "Join the cluster of every node registered with the same epmd: greet each\n"
+            "member, print the greetings that come in and the members that join and leave,\n"
+            "until SIGINT or SIGTERM.\n"
+            "\n"
+            "  --node N          this node, name@host (required)\n"
+            "  --epmd-port P     epmd's port (default 4369)\n"
+            "  --cookie C        the cluster cookie (default $DIST_COOKIE, then ~/.dist.cookie)\n"
+            "  --insecure        plain TCP instead of TLS 1.3\n"
+            "  --help, --version\n");
+}
+
+/* Returns 0 to run, 1 to exit 0 (help, version), -1 on a usage error. */
+static int parse_args(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"node", required_argument, NULL, 'n'},
+        {"epmd-port", required_argument, NULL, 'p'},
+        {"cookie", required_argument, NULL, 'c'},
+        {"insecure", no_argument, NULL, 'i'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    char *end;
+    long v;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == 'n' || c == 'c') {
+            *(c == 'n' ? &opt.dist.name : &opt.dist.cookie) = optarg;
+        } else if (c == 'i') {
+            opt.dist.insecure = 1;
+        } else if (c == 'h' || c == 'V') {
+            if (c == 'h')
+                usage(stdout);
+            else
+                printf("distributed_cluster %s\n", PROJECT_VERSION);
+            return 1;
+        } else if (c == 'p') {
+            errno = 0;
+            v = strtol(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || v < 1 || v > 65535) {
+                fprintf(stderr, "distributed_cluster: bad port '%s'\n", optarg);
+                return -1;
+            }
+            opt.dist.epmd_port = (uint16_t)v;
+        } else {
+            return -1;
+        }
+    }
+    if (optind < argc || opt.dist.name == NULL || dist_node_name_check(opt.dist.name) != 0) {
+        fprintf(stderr, "distributed_cluster: %s\n",
+                optind < argc           ? "unexpected argument"
+                : opt.dist.name == NULL ? "--node is required"
+                                        : "--node must be name@host");
+        return -1;
+    }
+    return 0;
+}
+
+static void log_cb(int level, const char *msg, void *user_data)
+{
+    if (level <= 1) /* warnings and errors */
+        fprintf(stderr, "%s\n", msg);
+}
+
+/* Member and discovery up, then wait for SIGINT or SIGTERM (blocked in every thread). */
+static int run(struct actor_system *sys, const sigset_t *sigs)
+{
+    struct actor_spawn_opts so = {.name = "member", .scheduler = -1};
+    struct discovery d;
+    int sig, rc = actor_spawn(sys, NULL, &member_behaviour, NULL, &so, NULL);
+
+    /* The member exists before discovery starts, so a peer that finds us can greet it. */
+    if (rc == 0)
+        rc = discovery_start(&d, sys, opt.dist.name);
+    if (rc != 0)
+        return rc;
+    printf("%s is up; looking for members (Ctrl-C stops it)\n", actor_node_name(sys));
+    fflush(stdout);
+    sigwait(sigs, &sig);
+    discovery_stop(&d);
+    printf("stopping\n");
+    fflush(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct actor_system_opts so = {.schedulers = 1, .log = log_cb};
+    struct actor_system *sys = NULL;
+    sigset_t sigs;
+    int rc = parse_args(argc, argv);
+
+    if (rc != 0) {
+        if (rc < 0)
+            usage(stderr);
+        return rc < 0 ? 2 : 0;
+    }
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    rc = actor_system_new(&so, &sys);
+    if (rc == 0)
+        rc = actor_dist_start(sys, &opt.dist);
+    if (rc == 0)
+        rc = actor_system_start(sys);
+    if (rc == 0)
+        rc = run(sys, &sigs);
+    if (rc != 0)
+        fprintf(stderr, "distributed_cluster: %s\n", actor_strerror(rc));
+    if (sys != NULL)
+        actor_system_shutdown(sys, 2.0); /* ACTOR_EINVAL when it never started: nothing to do */
+    actor_system_free(sys);
+    return rc == 0 ? 0 : 1;
+}
