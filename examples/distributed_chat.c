@@ -31,112 +31,15 @@
 
 #include "actor.h"
 #include "config.h"
+#include "discovery.h"
 
 #define MAX_PEERS 64
-#define NODE_MAX  512  /* "name@host": 255 + 1 + 255, and the NUL */
 #define LINE_MAX_ 1024 /* a longer line goes out in pieces */
 
 /* The parsed options: the program's only globals. */
 static struct {
     struct actor_dist_opts dist;
 } opt;
-
-/* ---- Discovery: the epmd watch on a loop of its own ------------------------------------- */
-
-struct discovery {
-    struct actor_system *sys;
-    struct ev_loop *loop;
-    ev_async stop;
-    struct dist_epmd_client *client;
-    pthread_t thread;
-    const char *self; /* this node's name part, to skip it */
-    const char *host; /* the host part: the nodes of one epmd share it */
-};
-
-/* Tell the local chat actor about node @name (not NUL-terminated) of our host: "found N@H". */
-static void discovery_found(struct discovery *d, const char *name, size_t len)
-{
-    char *buf = malloc(NODE_MAX + 8);
-    int n;
-
-    if (buf == NULL)
-        return;
-    n = snprintf(buf, NODE_MAX + 8, "found %.*s@%s", (int)len, name, d->host);
-    if (actor_send_named(d->sys, "chat", actor_type_raw(), buf, (size_t)n) != 0)
-        free(buf);
-}
-
-static void discovery_watch_cb(struct dist_epmd_client *client,
-                               const struct dist_epmd_watch_event *ev, void *user_data)
-{
-    struct discovery *d = user_data;
-    const struct dist_epmd_node *node;
-
-    if (ev->kind == DIST_EPMD_WATCH_LOST) {
-        fprintf(stderr, "epmd watch lost (%s); retrying\n", actor_strerror(ev->reason));
-        return;
-    }
-    if (ev->kind != DIST_EPMD_WATCH_PRESENT && ev->kind != DIST_EPMD_WATCH_REGISTERED)
-        return;
-    node = &ev->entry->node;
-    if (node->name_len == strlen(d->self) && memcmp(node->name, d->self, node->name_len) == 0)
-        return;
-    discovery_found(d, node->name, node->name_len);
-}
-
-static void discovery_stop_cb(struct ev_loop *loop, ev_async *w, int revents)
-{
-    struct discovery *d = w->data;
-
-    dist_epmd_client_free(d->client);
-    d->client = NULL;
-    ev_break(loop, EVBREAK_ALL);
-}
-
-static void *discovery_run(void *arg)
-{
-    struct discovery *d = arg;
-
-    ev_run(d->loop, 0);
-    return NULL;
-}
-
-/* Watch epmd for every node registered there, on a thread of its own. */
-static int discovery_start(struct discovery *d, struct actor_system *sys, const char *node)
-{
-    static char self[256];
-    struct dist_epmd_client_opts co = {.host = opt.dist.epmd_host, .port = opt.dist.epmd_port};
-    const char *at = strchr(node, '@');
-    int rc;
-
-    snprintf(self, sizeof(self), "%.*s", (int)(at - node), node);
-    d->sys = sys;
-    d->self = self;
-    d->host = at + 1;
-    d->loop = ev_loop_new(EVFLAG_AUTO);
-    if (d->loop == NULL)
-        return ACTOR_ENOMEM;
-    rc = dist_epmd_client_new(d->loop, &co, &d->client);
-    if (rc == 0)
-        rc = dist_epmd_client_watch(d->client, discovery_watch_cb, d);
-    ev_async_init(&d->stop, discovery_stop_cb);
-    d->stop.data = d;
-    ev_async_start(d->loop, &d->stop);
-    if (rc == 0)
-        rc = -pthread_create(&d->thread, NULL, discovery_run, d);
-    if (rc != 0) {
-        dist_epmd_client_free(d->client);
-        ev_loop_destroy(d->loop);
-    }
-    return rc;
-}
-
-static void discovery_stop(struct discovery *d)
-{
-    ev_async_send(d->loop, &d->stop);
-    pthread_join(d->thread, NULL);
-    ev_loop_destroy(d->loop);
-}
 
 /* ---- The chat actor ---------------------------------------------------------------------- */
 
@@ -421,7 +324,8 @@ static int run(struct actor_system *sys, int sigfd)
 
     /* The actor exists before discovery starts, so a peer that finds us can greet it. */
     if (rc == 0)
-        rc = discovery_start(&d, sys, opt.dist.name);
+        rc =
+            discovery_start(&d, sys, opt.dist.name, opt.dist.epmd_host, opt.dist.epmd_port, "chat");
     if (rc != 0)
         return rc;
     printf("* %s is in the chat; type lines, end with Ctrl-D\n", actor_node_name(sys));
