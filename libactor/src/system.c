@@ -8,6 +8,7 @@
  * busy schedulers exchange work without system calls.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -207,6 +208,13 @@ static void idle(struct scheduler *s)
         __builtin_ia32_pause();
         if ((i & 63) != 63)
             continue;
+        /*
+         * Give the core away now and then: with more threads than cores (two nodes on one
+         * host, each with its I/O thread), a spinning scheduler must not starve the thread
+         * that would bring it work.
+         */
+        if ((i & 255) == 255)
+            sched_yield();
         int64_t now = now_ns();
         if (now >= until)
             break;
