@@ -15,6 +15,7 @@
  * interns names, and it publishes each index's name in names[] before any PID with that index
  * reaches an actor, so any thread can print a PID's node without a lock.
  */
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@
 #include <time.h>
 
 #include "internal.h"
+
+#define IO_SPIN_NS 100000 /* how long the I/O thread polls after traffic before it sleeps */
 
 #define OUT_HIGH_WATER     (64u * 1024u * 1024u) /* queued bytes before sends get ACTOR_EBUSY */
 #define DEFAULT_CONNECT_MS 5000u
@@ -318,6 +321,60 @@ static void on_ready(struct dist_node *node, uint32_t creation, void *user_data)
     start_done(user_data, 0, creation);
 }
 
+static int64_t io_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/*
+ * After traffic, the I/O thread polls for IO_SPIN_NS before it sleeps: a reply usually comes
+ * within tens of microseconds, and catching it awake saves a wake-up on each side (the
+ * sender's eventfd write, this thread's return from epoll). While it polls, wake_pending
+ * stays set, so senders skip the ev_async. It yields now and then, to share the cores with
+ * the schedulers.
+ */
+static void io_spin(struct actor_remote *r)
+{
+    uint64_t seen = UINT64_MAX;
+    int64_t until = 0;
+
+    atomic_store(&r->wake_pending, 1);
+    for (unsigned i = 0; !atomic_load(&r->stopping); i++) {
+        uint64_t now_seen;
+        int64_t now;
+        out_drain(r);
+        ev_run(r->loop, EVRUN_NOWAIT);
+        now_seen = atomic_load_explicit(&r->sent, memory_order_relaxed) +
+                   atomic_load_explicit(&r->received, memory_order_relaxed);
+        now = io_now_ns();
+        if (now_seen != seen) {
+            seen = now_seen;
+            until = now + IO_SPIN_NS;
+        }
+        if (now >= until)
+            break;
+        if ((i & 7) == 7)
+            sched_yield();
+    }
+}
+
+/* Sleep in the loop until a socket, a timer or a sender's ev_async wakes it. */
+static void io_block(struct actor_remote *r)
+{
+    /*
+     * Seq_cst both ways: a sender pushes, then exchanges wake_pending; this thread clears it,
+     * then looks at the queue. Either the sender sees 0 and sends the ev_async, or this
+     * thread sees the push and does not sleep.
+     */
+    atomic_store(&r->wake_pending, 0);
+    if (actor__mpsc_maybe_nonempty(&r->out) || atomic_load(&r->stopping))
+        return;
+    ev_run(r->loop, EVRUN_ONCE);
+}
+
 static void *io_main(void *arg)
 {
     struct actor_remote *r = arg;
@@ -329,8 +386,10 @@ static void *io_main(void *arg)
         start_done(r, rc, 0);
         return NULL;
     }
-    while (!atomic_load(&r->stopping))
-        ev_run(r->loop, 0);
+    while (!atomic_load(&r->stopping)) {
+        io_spin(r);
+        io_block(r);
+    }
     /* What the actors sent before the stop goes out, then the goodbyes. */
     out_drain(r);
     ev_run(r->loop, EVRUN_NOWAIT);
