@@ -244,8 +244,14 @@ struct actor_system {
 };
 
 /* The scheduler and actor the calling thread is running, or NULL. */
-extern _Thread_local struct scheduler *actor__tls_sched;
-extern _Thread_local struct actor *actor__tls_actor;
+/*
+ * The initial-exec TLS model reads these with one %fs-relative load instead of a call to
+ * __tls_get_addr, on every send. It holds for a library linked at start-up (or dlopen()ed
+ * while glibc's spare static TLS lasts, which two pointers do not exhaust).
+ */
+#define ACTOR_TLS __attribute__((tls_model("initial-exec")))
+extern _Thread_local struct scheduler *actor__tls_sched ACTOR_TLS;
+extern _Thread_local struct actor *actor__tls_actor ACTOR_TLS;
 
 /* actor.c */
 struct actor *actor__lookup(struct actor_system *sys, struct dist_pid pid);

@@ -19,8 +19,8 @@
 
 #include "internal.h"
 
-_Thread_local struct scheduler *actor__tls_sched;
-_Thread_local struct actor *actor__tls_actor;
+_Thread_local struct scheduler *actor__tls_sched ACTOR_TLS;
+_Thread_local struct actor *actor__tls_actor ACTOR_TLS;
 
 /*
  * An idle scheduler spins this long before it sleeps: waking a sleeping thread costs tens of
