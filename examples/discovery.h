@@ -1,5 +1,6 @@
 /*
- * discovery.h: how the distributed examples find their peers. A thread of its own runs a
+ * discovery.h: what the distributed examples share: their command line, and how they find
+ * their peers. A thread of its own runs a
  * libdist epmd client that watches the local epmd's registry; for every node registered there
  * (already, or from now on) other than this one, it sends "found NAME@HOST" to a local actor,
  * which greets the node's actor and monitors it. Shared by distributed_cluster.c and
@@ -8,6 +9,8 @@
 #ifndef EXAMPLES_DISCOVERY_H
 #define EXAMPLES_DISCOVERY_H
 
+#include <errno.h>
+#include <getopt.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 #include <ev.h>
 
 #include "actor.h"
+#include "config.h"
 
 #define NODE_MAX 512 /* "name@host": 255 + 1 + 255, and the NUL */
 
@@ -119,6 +123,67 @@ static void discovery_stop(struct discovery *d)
     ev_async_send(d->loop, &d->stop);
     pthread_join(d->thread, NULL);
     ev_loop_destroy(d->loop);
+}
+
+/* ---- The command line ---------------------------------------------------------------------- */
+
+/*
+ * The command line both examples take: --node, --epmd-port, --cookie, --insecure, --help and
+ * --version, into @dist. Returns 0 to run, 1 to exit 0 (help, version), -1 on a usage error.
+ */
+static int example_parse_args(int argc, char **argv, const char *prog, void (*usage)(FILE *out),
+                              struct actor_dist_opts *dist)
+{
+    static const struct option longopts[] = {
+        {"node", required_argument, NULL, 'n'},
+        {"epmd-port", required_argument, NULL, 'p'},
+        {"cookie", required_argument, NULL, 'c'},
+        {"insecure", no_argument, NULL, 'i'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    char *end;
+    long v;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == 'n' || c == 'c') {
+            *(c == 'n' ? &dist->name : &dist->cookie) = optarg;
+        } else if (c == 'i') {
+            dist->insecure = 1;
+        } else if (c == 'h' || c == 'V') {
+            if (c == 'h')
+                usage(stdout);
+            else
+                printf("%s %s\n", prog, PROJECT_VERSION);
+            return 1;
+        } else if (c == 'p') {
+            errno = 0;
+            v = strtol(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || v < 1 || v > 65535) {
+                fprintf(stderr, "%s: bad port '%s'\n", prog, optarg);
+                return -1;
+            }
+            dist->epmd_port = (uint16_t)v;
+        } else {
+            return -1;
+        }
+    }
+    if (optind < argc || dist->name == NULL || dist_node_name_check(dist->name) != 0) {
+        fprintf(stderr, "%s: %s\n", prog,
+                optind < argc        ? "unexpected argument"
+                : dist->name == NULL ? "--node is required"
+                                     : "--node must be name@host");
+        return -1;
+    }
+    return 0;
+}
+
+static void example_log_cb(int level, const char *msg, void *user_data)
+{
+    if (level <= 1) /* warnings and errors */
+        fprintf(stderr, "%s\n", msg);
 }
 
 #endif /* EXAMPLES_DISCOVERY_H */

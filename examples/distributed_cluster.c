@@ -171,61 +171,6 @@ static void usage(FILE *out)
             "  --help, --version\n");
 }
 
-/* Returns 0 to run, 1 to exit 0 (help, version), -1 on a usage error. */
-static int parse_args(int argc, char **argv)
-{
-    static const struct option longopts[] = {
-        {"node", required_argument, NULL, 'n'},
-        {"epmd-port", required_argument, NULL, 'p'},
-        {"cookie", required_argument, NULL, 'c'},
-        {"insecure", no_argument, NULL, 'i'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
-    };
-    char *end;
-    long v;
-    int c;
-
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (c == 'n' || c == 'c') {
-            *(c == 'n' ? &opt.dist.name : &opt.dist.cookie) = optarg;
-        } else if (c == 'i') {
-            opt.dist.insecure = 1;
-        } else if (c == 'h' || c == 'V') {
-            if (c == 'h')
-                usage(stdout);
-            else
-                printf("distributed_cluster %s\n", PROJECT_VERSION);
-            return 1;
-        } else if (c == 'p') {
-            errno = 0;
-            v = strtol(optarg, &end, 10);
-            if (errno != 0 || end == optarg || *end != '\0' || v < 1 || v > 65535) {
-                fprintf(stderr, "distributed_cluster: bad port '%s'\n", optarg);
-                return -1;
-            }
-            opt.dist.epmd_port = (uint16_t)v;
-        } else {
-            return -1;
-        }
-    }
-    if (optind < argc || opt.dist.name == NULL || dist_node_name_check(opt.dist.name) != 0) {
-        fprintf(stderr, "distributed_cluster: %s\n",
-                optind < argc           ? "unexpected argument"
-                : opt.dist.name == NULL ? "--node is required"
-                                        : "--node must be name@host");
-        return -1;
-    }
-    return 0;
-}
-
-static void log_cb(int level, const char *msg, void *user_data)
-{
-    if (level <= 1) /* warnings and errors */
-        fprintf(stderr, "%s\n", msg);
-}
-
 /* Member and discovery up, then wait for SIGINT or SIGTERM (blocked in every thread). */
 static int run(struct actor_system *sys, const sigset_t *sigs)
 {
@@ -250,10 +195,10 @@ static int run(struct actor_system *sys, const sigset_t *sigs)
 
 int main(int argc, char **argv)
 {
-    struct actor_system_opts so = {.schedulers = 1, .log = log_cb};
+    struct actor_system_opts so = {.schedulers = 1, .log = example_log_cb};
     struct actor_system *sys = NULL;
     sigset_t sigs;
-    int rc = parse_args(argc, argv);
+    int rc = example_parse_args(argc, argv, "distributed_cluster", usage, &opt.dist);
 
     if (rc != 0) {
         if (rc < 0)
