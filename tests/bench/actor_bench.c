@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "actor_bench.h"
+#include "bench_stats.h"
 
 struct bench_spec {
     const char *name;
@@ -123,38 +124,6 @@ static const struct bench_spec bench_specs[] = {
 };
 
 #define BENCH_COUNT (sizeof bench_specs / sizeof bench_specs[0])
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/*
- * Savina's filter: keep the runs within +-20 % of the median, return their median. Runs in two
- * clusters far apart can leave none (the median of an even count lies between them); then the
- * plain median stands, with *kept = 0 to say so.
- */
-static double savina_median(const double *runs, int n, int *kept)
-{
-    double sorted[BENCH_MAX_ITERS], keep[BENCH_MAX_ITERS];
-    double m;
-
-    memcpy(sorted, runs, (size_t)n * sizeof *runs);
-    m = median(sorted, n);
-    *kept = 0;
-    for (int i = 0; i < n; i++)
-        if (runs[i] >= 0.8 * m && runs[i] <= 1.2 * m)
-            keep[(*kept)++] = runs[i];
-    return *kept > 0 ? median(keep, *kept) : m;
-}
 
 static void report(const struct bench *b, const char *name, uint64_t n, double secs, int iters,
                    int kept, const char *extra_json, const char *extra_text)
@@ -283,21 +252,6 @@ static void usage(FILE *out)
             "       idle_actor_bytes, or all (the default). idle_actor_bytes measures RSS and\n"
             "       is right only in a fresh process: run it on its own.\n"
             "Defaults: 2 schedulers, 12 iterations (Savina's median), 120 s per wait.\n");
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v;
-
-    if (s == NULL)
-        return -1;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 /* Parse argv into opt and @selected (one flag per bench_specs entry). 0, 1 for help, or -1. */

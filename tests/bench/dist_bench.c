@@ -53,6 +53,7 @@
 
 #include <ev.h>
 
+#include "bench_stats.h"
 #include "dist.h"
 
 #define BENCH_TIMEOUT_S   120.0 /* default bound on one run */
@@ -477,13 +478,6 @@ static void ping_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ev_timer_stop(loop, w);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
 /*
  * Stream 1 MiB messages until every ping has its pong, or HOL_GRACE_S after the last ping was
  * due; @bulk gets how many went.
@@ -650,27 +644,6 @@ static const struct bench_spec bench_specs[] = {
 };
 
 #define BENCH_COUNT (sizeof bench_specs / sizeof bench_specs[0])
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* Savina's filter: the median of the runs within +-20 % of the median (else the median). */
-static double savina_median(const double *runs, int n, int *kept)
-{
-    double sorted[BENCH_MAX_ITERS], keep[BENCH_MAX_ITERS];
-    double m;
-
-    memcpy(sorted, runs, (size_t)n * sizeof *runs);
-    m = median(sorted, n);
-    *kept = 0;
-    for (int i = 0; i < n; i++)
-        if (runs[i] >= 0.8 * m && runs[i] <= 1.2 * m)
-            keep[(*kept)++] = runs[i];
-    return *kept > 0 ? median(keep, *kept) : m;
-}
 
 /* The fields a bench adds to its row, as JSON (",\"key\":value...") into @buf. */
 static void report_extra(const struct bench_spec *s, const struct result *r, char *buf, size_t cap)
@@ -929,21 +902,6 @@ static void usage(FILE *out)
                  "BENCH: rtt call stream_small stream_1k stream_64k hol_p99 connect, or all\n"
                  "       (the default). An epmd must listen on 127.0.0.1:PORT.\n"
                  "Defaults: TLS 1.3, 5 iterations (Savina's median), 120 s per run.\n");
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v;
-
-    if (s == NULL)
-        return -1;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 /* An option with a value at argv[*i]; 0, or -1 when unknown or bad. */
