@@ -51,10 +51,19 @@ struct mpsc {
 
 void actor__mpsc_init(struct mpsc *q);
 
-/* Messages waiting in @a's mailbox: pushed - popped, exact for the owner, a snapshot else. */
-#define ACTOR_DEPTH(a)                                                                             \
-    (atomic_load_explicit(&(a)->pushed, memory_order_relaxed) -                                    \
-     atomic_load_explicit(&(a)->popped, memory_order_relaxed))
+/*
+ * Messages waiting in @a's mailbox: pushed - popped, exact for the owner, a snapshot else. Read
+ * from another thread, popped can be newer than pushed (a push and its pop between the two
+ * loads): the difference is taken as signed and floored at 0, not wrapped to 4 billion.
+ */
+static inline uint32_t actor__depth(_Atomic uint32_t *pushed, _Atomic uint32_t *popped)
+{
+    int32_t d = (int32_t)(atomic_load_explicit(pushed, memory_order_relaxed) -
+                          atomic_load_explicit(popped, memory_order_relaxed));
+
+    return d < 0 ? 0 : (uint32_t)d;
+}
+#define ACTOR_DEPTH(a) actor__depth(&(a)->pushed, &(a)->popped)
 void actor__mpsc_push(struct mpsc *q, struct mpsc_node *n);
 /* NULL when empty, or when a push is half done (the caller retries later). */
 struct mpsc_node *actor__mpsc_pop(struct mpsc *q);
@@ -85,7 +94,7 @@ enum env_kind {
 struct scheduler;
 
 /*
- * 128 bytes, cache-line aligned. The first line holds all a plain message needs; ref and tag
+ * 128 bytes. The first 64 hold all a plain message needs; ref and tag
  * (set only for the kinds that use them) and an inline payload are on the second, so an empty
  * message touches one line.
  */

@@ -200,7 +200,7 @@ int actor__remote_deliver(struct actor_system *sys, struct dist_pid to, struct e
     it->reason = env->reason;
     it->from = env->from;
     it->to = to;
-    it->ref = env->ref;
+    it->ref = env->kind == ENV_USER ? 0 : env->ref; /* a plain message's ref is never set */
     if (kind == DIST_MSG_SEND)
         item_pack(it, env->type, env->payload);
     actor__env_free(env); /* the payload too: it travels packed */

@@ -263,7 +263,8 @@ static void give_to(struct scheduler *s, struct scheduler *peer, unsigned give)
             ready_push(s, a);
             continue;
         }
-        atomic_store_explicit(&a->home, peer, memory_order_relaxed);
+        /* Release: the new home's local sends then see this thread's last popped. */
+        atomic_store_explicit(&a->home, peer, memory_order_release);
         actor__schedule(a);
         give--;
     }

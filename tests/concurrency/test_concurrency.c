@@ -5,6 +5,7 @@
  * Every wait is bounded.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -345,6 +346,82 @@ static void check_calls(struct actor_system *sys)
     actor_kill(sys, target.echo);
 }
 
+/* ---- Bounded mailboxes under concurrent senders --------------------------------------------- */
+
+#define BOUND_THREADS     4
+#define BOUND_MAX         4096
+#define BOUND_OUTSTANDING 256
+#define BOUND_MS          1500
+
+struct bound {
+    struct actor_system *sys;
+    struct dist_pid sink;
+    _Atomic uint64_t sent, handled, busy, failed;
+    _Atomic int stop;
+};
+
+static int bound_handle(struct actor *self, void *state, struct actor_msg *msg)
+{
+    struct bound *b = state;
+
+    atomic_fetch_add_explicit(&b->handled, 1, memory_order_relaxed);
+    return 0;
+}
+
+static int bound_init(struct actor *self, void *arg, void **state)
+{
+    *state = arg;
+    return 0;
+}
+
+static const struct actor_behaviour bound_b = {"bounded", bound_init, bound_handle, NULL};
+
+/* Keep at most BOUND_OUTSTANDING messages in flight: the mailbox never nears its bound. */
+static void *bound_sender(void *arg)
+{
+    struct bound *b = arg;
+    int x = 1;
+
+    while (!atomic_load(&b->stop)) {
+        if (atomic_load(&b->sent) - atomic_load(&b->handled) > BOUND_OUTSTANDING) {
+            sched_yield();
+            continue;
+        }
+        int rc = actor_send_copy(b->sys, b->sink, &x, sizeof(x));
+        atomic_fetch_add(rc == 0 ? &b->sent : rc == ACTOR_EBUSY ? &b->busy : &b->failed, 1);
+    }
+    return NULL;
+}
+
+/*
+ * A sender on another thread reads the depth as pushed - popped while the owner pops: a send
+ * must never be refused as busy when the mailbox is nowhere near its bound.
+ */
+static void check_bounded(struct actor_system *sys)
+{
+    static struct bound b;
+    struct actor_spawn_opts so = {.scheduler = -1, .mailbox_max = BOUND_MAX};
+    pthread_t t[BOUND_THREADS];
+    char why[128];
+
+    b.sys = sys;
+    if (actor_spawn(sys, NULL, &bound_b, &b, &so, &b.sink) != 0) {
+        check(0, "a bounded mailbox is never busy far below its bound", "spawn failed");
+        return;
+    }
+    for (int i = 0; i < BOUND_THREADS; i++)
+        pthread_create(&t[i], NULL, bound_sender, &b);
+    sleep_ms(BOUND_MS);
+    atomic_store(&b.stop, 1);
+    for (int i = 0; i < BOUND_THREADS; i++)
+        pthread_join(t[i], NULL);
+    snprintf(why, sizeof(why), "%llu busy and %llu failed of %llu sends",
+             (unsigned long long)b.busy, (unsigned long long)b.failed, (unsigned long long)b.sent);
+    check(b.busy == 0 && b.failed == 0 && b.sent > 0,
+          "a bounded mailbox is never busy far below its bound", why);
+    actor_kill(sys, b.sink);
+}
+
 int main(void)
 {
     struct actor_system_opts opts = {.schedulers = 2};
@@ -361,6 +438,7 @@ int main(void)
     check_chain(sys);
     check_monitors(sys);
     check_calls(sys);
+    check_bounded(sys);
     rc = actor_system_shutdown(sys, 5.0);
     check(rc == 0 && alive(sys) == 0, "shutdown ends every actor", actor_strerror(rc));
     actor_system_free(sys);

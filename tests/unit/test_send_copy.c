@@ -2,7 +2,7 @@
  * test_send_copy.c: sends by copy (actor_send_copy): small copies inside the envelope, large
  * ones malloc()ed, taking an inline payload, the errors, and a fan-out across schedulers that
  * checks every message and its per-sender order while envelopes travel back to the scheduler
- * that made them.
+ * that made them; and the mailbox depth that a bounded mailbox is checked against.
  */
 #include <criterion/criterion.h>
 #include <semaphore.h>
@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "actor.h"
+#include "internal.h"
 
 #define WAIT_S 20
 
@@ -255,4 +256,20 @@ Test(send_copy, fan_out_across_schedulers_keeps_every_message_in_order)
                      "order",
                      round, atomic_load(&f.bad));
     }
+}
+
+/* ---- Mailbox depth as another thread reads it ------------------------------------------- */
+
+Test(send_copy, depth_read_mid_pop_is_floored_not_wrapped)
+{
+    /* Popped read newer than pushed (a push and its pop between the two loads): 0, not 4e9. */
+    _Atomic uint32_t pushed = 5, popped = 6;
+    cr_assert_eq(actor__depth(&pushed, &popped), 0);
+    /* Counters that wrapped still give the right difference. */
+    atomic_store(&pushed, 2);
+    atomic_store(&popped, UINT32_MAX - 1);
+    cr_assert_eq(actor__depth(&pushed, &popped), 4);
+    atomic_store(&pushed, 100);
+    atomic_store(&popped, 40);
+    cr_assert_eq(actor__depth(&pushed, &popped), 60);
 }
