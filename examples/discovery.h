@@ -1,6 +1,6 @@
 /*
- * discovery.h: what the distributed examples share: their command line, and how they find
- * their peers. A thread of its own runs a
+ * discovery.h: what the distributed examples share: their command line, how they find their
+ * peers, and the table they keep them in. A thread of its own runs a
  * libdist epmd client that watches the local epmd's registry; for every node registered there
  * (already, or from now on) other than this one, it sends "found NAME@HOST" to a local actor,
  * which greets the node's actor and monitors it. Shared by distributed_cluster.c and
@@ -123,6 +123,34 @@ static void discovery_stop(struct discovery *d)
     ev_async_send(d->loop, &d->stop);
     pthread_join(d->thread, NULL);
     ev_loop_destroy(d->loop);
+}
+
+/* ---- The peers a node knows ------------------------------------------------------------------ */
+
+#define MAX_PEERS 64
+
+struct peer {
+    char node[NODE_MAX];
+    struct dist_pid pid; /* its actor, once a greeting came from it */
+    struct actor_ref ref;
+    int joined;
+};
+
+/* The entry of @node in @peers (MAX_PEERS of them); with @add, a free one made its own. */
+static struct peer *peer_find(struct peer *peers, const char *node, int add)
+{
+    struct peer *free_slot = NULL;
+
+    for (int i = 0; i < MAX_PEERS; i++) {
+        if (peers[i].node[0] == '\0') {
+            free_slot = free_slot != NULL ? free_slot : &peers[i];
+        } else if (strcmp(peers[i].node, node) == 0) {
+            return &peers[i];
+        }
+    }
+    if (add && free_slot != NULL)
+        snprintf(free_slot->node, sizeof(free_slot->node), "%s", node);
+    return add ? free_slot : NULL;
 }
 
 /* ---- The command line ---------------------------------------------------------------------- */

@@ -33,7 +33,6 @@
 #include "config.h"
 #include "discovery.h"
 
-#define MAX_PEERS 64
 #define LINE_MAX_ 1024 /* a longer line goes out in pieces */
 
 /* The parsed options: the program's only globals. */
@@ -43,32 +42,9 @@ static struct {
 
 /* ---- The chat actor ---------------------------------------------------------------------- */
 
-struct peer {
-    char node[NODE_MAX];
-    struct dist_pid pid; /* its chat actor, once a greeting came from it */
-    struct actor_ref ref;
-    int joined;
-};
-
 struct chat {
     struct peer peers[MAX_PEERS];
 };
-
-static struct peer *peer_find(struct chat *c, const char *node, int add)
-{
-    struct peer *free_slot = NULL;
-
-    for (int i = 0; i < MAX_PEERS; i++) {
-        if (c->peers[i].node[0] == '\0') {
-            free_slot = free_slot != NULL ? free_slot : &c->peers[i];
-        } else if (strcmp(c->peers[i].node, node) == 0) {
-            return &c->peers[i];
-        }
-    }
-    if (add && free_slot != NULL)
-        snprintf(free_slot->node, sizeof(free_slot->node), "%s", node);
-    return add ? free_slot : NULL;
-}
 
 /* "bob" of "bob@127.0.0.1", into @buf. */
 static const char *short_name(const char *node, char *buf, size_t cap)
@@ -101,7 +77,7 @@ static void chat_remote(struct actor *self, struct chat *c, const struct actor_m
 {
     struct actor_system *sys = actor_system_of(self);
     const char *node = actor_node_of(sys, msg->from);
-    struct peer *p = node != NULL ? peer_find(c, node, 1) : NULL;
+    struct peer *p = node != NULL ? peer_find(c->peers, node, 1) : NULL;
     char who[256];
 
     if (node == NULL)
@@ -144,7 +120,7 @@ static void chat_local(struct actor *self, struct chat *c, const char *text)
 {
     struct actor_system *sys = actor_system_of(self);
 
-    if (strncmp(text, "found ", 6) == 0 && peer_find(c, text + 6, 0) == NULL) {
+    if (strncmp(text, "found ", 6) == 0 && peer_find(c->peers, text + 6, 0) == NULL) {
         chat_send(sys, "hello", "", text + 6, DIST_PID_NONE);
     } else if (strncmp(text, "say ", 4) == 0) {
         for (int i = 0; i < MAX_PEERS; i++) {

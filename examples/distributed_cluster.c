@@ -32,8 +32,6 @@
 #include "config.h"
 #include "discovery.h"
 
-#define MAX_MEMBERS 64
-
 /* The parsed options: the program's only globals. */
 static struct {
     struct actor_dist_opts dist;
@@ -41,32 +39,9 @@ static struct {
 
 /* ---- The member actor -------------------------------------------------------------------- */
 
-struct peer {
-    char node[NODE_MAX];
-    struct dist_pid pid; /* its member, once a greeting came from it */
-    struct actor_ref ref;
-    int joined;
-};
-
 struct member {
-    struct peer peers[MAX_MEMBERS];
+    struct peer peers[MAX_PEERS];
 };
-
-static struct peer *peer_find(struct member *m, const char *node, int add)
-{
-    struct peer *free_slot = NULL;
-
-    for (int i = 0; i < MAX_MEMBERS; i++) {
-        if (m->peers[i].node[0] == '\0') {
-            free_slot = free_slot != NULL ? free_slot : &m->peers[i];
-        } else if (strcmp(m->peers[i].node, node) == 0) {
-            return &m->peers[i];
-        }
-    }
-    if (add && free_slot != NULL)
-        snprintf(free_slot->node, sizeof(free_slot->node), "%s", node);
-    return add ? free_slot : NULL;
-}
 
 static int send_greeting(struct actor_system *sys, const char *word, const char *node,
                          struct dist_pid to)
@@ -90,7 +65,7 @@ static void member_greeted(struct actor *self, struct member *m, const struct ac
 {
     struct actor_system *sys = actor_system_of(self);
     const char *node = actor_node_of(sys, msg->from);
-    struct peer *p = node != NULL ? peer_find(m, node, 1) : NULL;
+    struct peer *p = node != NULL ? peer_find(m->peers, node, 1) : NULL;
 
     printf("%s says: %s\n", node != NULL ? node : "?", text);
     if (strncmp(text, "hello", 5) == 0)
@@ -105,7 +80,7 @@ static void member_greeted(struct actor *self, struct member *m, const struct ac
 
 static void member_down(struct member *m, const struct actor_msg *msg)
 {
-    for (int i = 0; i < MAX_MEMBERS; i++) {
+    for (int i = 0; i < MAX_PEERS; i++) {
         struct peer *p = &m->peers[i];
 
         if (p->joined && memcmp(&p->ref, &msg->u.down.ref, sizeof(p->ref)) == 0) {
@@ -129,7 +104,7 @@ static int member_handle(struct actor *self, void *state, struct actor_msg *msg)
         text[msg->size] = '\0';
         if (msg->from.node == 0 && strncmp(text, "found ", 6) == 0) {
             /* A node epmd knows and we have not met: greet it (again after it left). */
-            if (peer_find(m, text + 6, 0) == NULL)
+            if (peer_find(m->peers, text + 6, 0) == NULL)
                 send_greeting(actor_system_of(self), "hello", text + 6, msg->from);
         } else {
             member_greeted(self, m, msg, text);

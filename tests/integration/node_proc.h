@@ -1,7 +1,8 @@
 /*
  * node_proc.h: node programs run as child processes by the integration tests
- * (test_dist_node.c, test_actor_dist.c): their output files, bounded waits on the lines they
- * print, and reaping. Include daemon.h first; define WAIT_MS, the bound on one wait.
+ * (test_dist_node.c, test_actor_dist.c, test_examples_dist.c): their output files, bounded
+ * waits on the lines they print, reaping, and the fixture around them. Include daemon.h first;
+ * define WAIT_MS, the bound on one wait.
  */
 #ifndef TEST_NODE_PROC_H
 #define TEST_NODE_PROC_H
@@ -89,6 +90,26 @@ static void procs_reap_all(struct proc *procs, int *n)
         unlink(procs[i].err);
     }
     *n = 0;
+}
+
+/*
+ * The fixture of a multi-process test: a temporary directory for the nodes' output
+ * (@dir, @cap bytes, named after @prefix) and an epmd of its own; and its undoing, which kills
+ * and reaps every node first.
+ */
+static void nodes_setup(struct daemon *d, char *dir, size_t cap, const char *prefix)
+{
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(dir, cap, "/tmp/%s-XXXXXX", prefix);
+    cr_assert_not_null(mkdtemp(dir));
+    daemon_start(d, NULL);
+}
+
+static void nodes_teardown(struct daemon *d, const char *dir, struct proc *procs, int *n)
+{
+    procs_reap_all(procs, n);
+    rmdir(dir);
+    daemon_stop(d);
 }
 
 static void proc_show(const struct proc *p)

@@ -35,17 +35,12 @@ static int nprocs;
 
 static void setup(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    snprintf(dir, sizeof(dir), "/tmp/actor-dist-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    daemon_start(&d, NULL);
+    nodes_setup(&d, dir, sizeof(dir), "actor-dist-test");
 }
 
 static void teardown(void)
 {
-    procs_reap_all(procs, &nprocs);
-    rmdir(dir);
-    daemon_stop(&d);
+    nodes_teardown(&d, dir, procs, &nprocs);
 }
 
 TestSuite(actor_dist, .init = setup, .fini = teardown, .timeout = 120);

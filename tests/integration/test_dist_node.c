@@ -51,9 +51,7 @@ static struct dist_node *local;
 
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/dist-node-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    daemon_start(&d, NULL);
+    nodes_setup(&d, dir, sizeof(dir), "dist-node-test");
 }
 
 static void teardown(void)
@@ -63,9 +61,7 @@ static void teardown(void)
     if (loop != NULL)
         ev_loop_destroy(loop);
     loop = NULL;
-    procs_reap_all(procs, &nprocs);
-    rmdir(dir);
-    daemon_stop(&d);
+    nodes_teardown(&d, dir, procs, &nprocs);
 }
 
 TestSuite(dist_node, .init = setup, .fini = teardown, .timeout = 60);
