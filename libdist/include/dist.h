@@ -765,6 +765,10 @@ struct dist_node_opts {
     size_t queue_high_water;       /* bytes queued per peer before DIST_EBUSY; default 64 MiB */
     uint32_t backoff_min_ms;       /* reconnect and re-register backoff; default 100 */
     uint32_t backoff_max_ms;       /* default 30000 */
+    int32_t busy_poll_us;          /* after traffic, poll the sockets this long before the loop
+                                      may sleep: a reply caught awake saves a wake-up on each
+                                      side, at the price of a core spinning meanwhile (as
+                                      Erlang's schedulers do). 0: the default, 50; < 0: never */
     dist_epmd_log_cb log_cb;       /* optional; DIST_EPMD_LOG_* levels */
     void *log_user_data;
 };

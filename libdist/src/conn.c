@@ -200,6 +200,7 @@ static int sock_write(struct dist_conn *c, struct dist_outbuf *b, size_t max)
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
     dist__outbuf_consume(b, (size_t)w);
     c->last_tx = ev_now(c->node->loop);
+    dist__node_busy(c->node);
     return (size_t)w == n;
 }
 
@@ -621,6 +622,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     c->last_rx = ev_now(loop);
+    dist__node_busy(c->node);
     if (c->tls != NULL)
         tls_in(c, c->node->rxbuf, (size_t)n);
     else

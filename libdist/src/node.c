@@ -25,15 +25,17 @@
 
 #include "node.h"
 
-#define NAMES_MAX           65536u
-#define DEFAULT_TICK_MS     60000u
-#define DEFAULT_HS_MS       5000u
-#define DEFAULT_HIGH_WATER  (64u * 1024u * 1024u)
-#define DEFAULT_BACKOFF_MIN 100u
-#define DEFAULT_BACKOFF_MAX 30000u
-#define MIN_MAX_FRAME       1024u
-#define LISTEN_BACKLOG      128
-#define ACCEPTS_PER_WAKE    64
+#define NAMES_MAX            65536u
+#define DEFAULT_TICK_MS      60000u
+#define DEFAULT_HS_MS        5000u
+#define DEFAULT_HIGH_WATER   (64u * 1024u * 1024u)
+#define DEFAULT_BACKOFF_MIN  100u
+#define DEFAULT_BACKOFF_MAX  30000u
+#define DEFAULT_BUSY_POLL_US 50
+#define MAX_BUSY_POLL_US     1000000
+#define MIN_MAX_FRAME        1024u
+#define LISTEN_BACKLOG       128
+#define ACCEPTS_PER_WAKE     64
 
 /* ---- Small helpers --------------------------------------------------------------------------- */
 
@@ -353,6 +355,24 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     ev_prepare_stop(loop, w);
 }
 
+static void spin_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    struct dist_node *node = container_of(w, struct dist_node, spin);
+
+    (void)revents;
+    if (ev_now(loop) >= node->spin_until)
+        ev_idle_stop(loop, w);
+}
+
+void dist__node_busy(struct dist_node *node)
+{
+    if (node->busy_poll <= 0)
+        return;
+    node->spin_until = ev_now(node->loop) + node->busy_poll;
+    if (!ev_is_active(&node->spin))
+        ev_idle_start(node->loop, &node->spin);
+}
+
 void dist__node_wake(struct dist_node *node)
 {
     if (!ev_is_active(&node->prepare))
@@ -421,7 +441,7 @@ static int opts_check(const struct dist_node_opts *o)
     if (o->tick_ms > DIST_EPMD_MAX_TIMEOUT_MS ||
         o->handshake_timeout_ms > DIST_EPMD_MAX_TIMEOUT_MS ||
         o->backoff_min_ms > DIST_EPMD_MAX_TIMEOUT_MS ||
-        o->backoff_max_ms > DIST_EPMD_MAX_TIMEOUT_MS)
+        o->backoff_max_ms > DIST_EPMD_MAX_TIMEOUT_MS || o->busy_poll_us > MAX_BUSY_POLL_US)
         return DIST_EINVAL;
     if (o->backoff_min_ms != 0 && o->backoff_max_ms != 0 && o->backoff_min_ms > o->backoff_max_ms)
         return DIST_EINVAL;
@@ -460,6 +480,8 @@ static void node_settings(struct dist_node *node, const struct dist_node_opts *o
     node->backoff_max_ms = or_default(o->backoff_max_ms, DEFAULT_BACKOFF_MAX);
     if (node->backoff_max_ms < node->backoff_min_ms)
         node->backoff_max_ms = node->backoff_min_ms;
+    if (o->busy_poll_us >= 0)
+        node->busy_poll = (o->busy_poll_us != 0 ? o->busy_poll_us : DEFAULT_BUSY_POLL_US) / 1e6;
     node->log_cb = o->log_cb;
     node->log_user_data = o->log_user_data;
     node->lfd = -1;
@@ -503,6 +525,7 @@ int dist_node_new(struct ev_loop *loop, const struct dist_node_opts *opts, struc
     node->loop = loop;
     node_settings(node, opts);
     ev_prepare_init(&node->prepare, prepare_cb);
+    ev_idle_init(&node->spin, spin_cb);
     rc = -ENOMEM;
     node->name = strdup(opts->name);
     node->listen_host = listen_host_of(opts);
@@ -612,6 +635,7 @@ void dist_node_stop(struct dist_node *node)
         return;
     node->started = 0;
     ev_io_stop(node->loop, &node->accept_io);
+    ev_idle_stop(node->loop, &node->spin);
     close(node->lfd);
     dist_epmd_client_stop(node->epmd);
     for (uint32_t i = 1; i < node->names.count; i++) {
@@ -635,6 +659,7 @@ void dist_node_free(struct dist_node *node)
     }
     dist__conn_reap(node);
     ev_prepare_stop(node->loop, &node->prepare);
+    ev_idle_stop(node->loop, &node->spin);
     dist__tls_ctx_free(node->tls_ctx);
     dist__cookie_done(&node->cookie);
     free(node->names.names);

@@ -126,6 +126,9 @@ struct dist_node {
     int lfd;
     ev_io accept_io;
     ev_prepare prepare;
+    ev_idle spin;            /* active while busy-polling: the loop does not block */
+    double busy_poll;        /* seconds; 0: never */
+    ev_tstamp spin_until;    /* when busy-polling stops, unless traffic comes first */
     struct dist_conn *conns; /* live connections */
     struct dist_conn *dead;  /* closed, to be freed */
     unsigned pending_in;     /* inbound connections not yet UP */
@@ -137,6 +140,9 @@ struct dist_node {
 };
 
 /* ---- node.c ---- */
+
+/* Traffic on a connection: busy-poll the loop a while, as a reply is likely soon. */
+void dist__node_busy(struct dist_node *node);
 
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))

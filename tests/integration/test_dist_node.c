@@ -708,6 +708,7 @@ struct pair_rec {
 
 static struct pair_rec recs[2];
 static struct dist_node *pair[2];
+static int32_t pair_busy_poll_us; /* busy_poll_us of the next pair_start() */
 
 static void pair_ready(struct dist_node *n, uint32_t creation, void *ud)
 {
@@ -752,8 +753,11 @@ static void pair_start(void)
 
     loop = ev_loop_new(EVFLAG_AUTO);
     for (int i = 0; i < 2; i++) {
-        struct dist_node_opts o = {
-            .name = names[i], .epmd_port = d.port, .cookie = COOKIE, .log_cb = local_log};
+        struct dist_node_opts o = {.name = names[i],
+                                   .epmd_port = d.port,
+                                   .cookie = COOKIE,
+                                   .busy_poll_us = pair_busy_poll_us,
+                                   .log_cb = local_log};
         cr_assert_eq(dist_node_new(loop, &o, &pair[i]), 0);
         cr_assert_eq(dist_node_start(pair[i], &h, &recs[i]), 0);
     }
@@ -850,6 +854,67 @@ Test(dist_node, posted_messages_carry_pids_and_refs_across_nodes)
     cr_assert_eq(dist_node_send(pair[0], NULL, "bad name", NULL, "inbox", "t", "x", 1),
                  DIST_EBADNAME);
     pair_free();
+}
+
+static void timer_noop(struct ev_loop *l, ev_timer *w, int revents)
+{
+}
+
+/* Seconds one blocking loop iteration takes, with a @wait_s timer as the only other event. */
+static double one_iteration_s(double wait_s)
+{
+    ev_timer t;
+    double t0;
+
+    ev_timer_init(&t, timer_noop, wait_s, 0.);
+    ev_timer_start(loop, &t);
+    t0 = ev_time();
+    ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &t);
+    return ev_time() - t0;
+}
+
+/* Exchange one message between the pair and wait for it; true if it arrived. */
+static int exchange(void)
+{
+    recs[1].msgs = 0;
+    if (dist_node_send(pair[0], NULL, "l2@127.0.0.1", NULL, "inbox", "t", "p", 1) != 0)
+        return 0;
+    return both(&recs[1].msgs, &recs[1].msgs, WAIT_MS);
+}
+
+Test(dist_node, busy_poll_keeps_the_loop_awake_only_after_traffic)
+{
+    struct dist_node_opts o = {.name = "l3@127.0.0.1", .busy_poll_us = 1000001};
+    struct dist_node *n = NULL;
+
+    loop = ev_loop_new(EVFLAG_AUTO);
+    cr_assert_eq(dist_node_new(loop, &o, &n), DIST_EINVAL, "over a second of polling is refused");
+    cr_assert_null(n);
+    ev_loop_destroy(loop);
+
+    /* 300 ms of polling after traffic: the loop does not block meanwhile, then it does. */
+    pair_busy_poll_us = 300000;
+    pair_start();
+    cr_assert(exchange(), "the message never arrived");
+    cr_assert(ev_is_active(&pair[0]->spin) && ev_is_active(&pair[1]->spin));
+    cr_assert_lt(one_iteration_s(0.2), 0.1, "an iteration blocked while polling");
+    uint64_t deadline = mono_ms() + WAIT_MS;
+    while ((ev_is_active(&pair[0]->spin) || ev_is_active(&pair[1]->spin)) && mono_ms() < deadline)
+        ev_run(loop, EVRUN_NOWAIT);
+    cr_assert(!ev_is_active(&pair[0]->spin) && !ev_is_active(&pair[1]->spin),
+              "polling never stopped");
+    cr_assert_geq(one_iteration_s(0.05), 0.04, "an idle loop did not block");
+    pair_free();
+    ev_loop_destroy(loop);
+
+    /* Negative: never. */
+    pair_busy_poll_us = -1;
+    pair_start();
+    cr_assert(exchange(), "the message never arrived");
+    cr_assert(!ev_is_active(&pair[0]->spin) && !ev_is_active(&pair[1]->spin));
+    pair_free();
+    pair_busy_poll_us = 0;
 }
 
 /* ---- epmd restarts --------------------------------------------------------------------------- */
