@@ -792,6 +792,10 @@ ACTOR_API const char *actor_durable_id(const struct actor_durable *d);
  *                                             incoming frame --> unpack by type name -->
  *   mailbox  <------------------------------------ post with the remote sender's PID
  *
+ * A scheduler with nothing to run polls the I/O thread's loop itself for a while (one at a
+ * time, before it sleeps), so a reply reaches its actor with no thread woken on the way; the
+ * I/O thread takes the loop back within milliseconds when that scheduler gets busy.
+ *
  * Semantics, as in Erlang:
  * - A remote send returns once the message is queued: 0 means sent, not delivered. Messages
  *   from one sender to one receiver arrive in send order. A message to a PID of a dead node

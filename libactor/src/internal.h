@@ -391,6 +391,15 @@ struct actor_remote {
     _Atomic int stopping;     /* the I/O thread is to end */
     int joined;
     double connect_timeout;
+    /*
+     * Who runs the loop: the I/O thread, or an idle scheduler as its guest (io_lock held while
+     * it runs). The I/O thread waits on io_cond while a guest polls, and takes the loop back
+     * when the guest has not polled for a while.
+     */
+    pthread_mutex_t io_lock;
+    pthread_cond_t io_cond;
+    _Atomic int guest;            /* index + 1 of the scheduler polling the loop; 0: none */
+    _Atomic int64_t guest_polled; /* when the guest last polled, in ns */
     /* the start: the I/O thread reports registration */
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -411,6 +420,15 @@ struct actor_remote {
 /* remote.c */
 void actor__remote_log(struct actor_remote *r, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/*
+ * An idle scheduler's turn at the I/O: it becomes the loop's guest if there is none, then
+ * drains the outbound queue and polls the sockets without blocking, so that a reply is
+ * delivered on the thread that runs its actor, with no thread woken on the way. Returns 1 when
+ * it polled, 0 when the loop is another's. @now: now_ns().
+ */
+int actor__remote_guest_poll(struct actor_remote *r, struct scheduler *s, int64_t now);
+/* Before a scheduler sleeps or ends: give the loop back to the I/O thread. */
+void actor__remote_guest_leave(struct actor_remote *r, struct scheduler *s);
 /* Make the name of node @index readable from any thread (I/O thread). */
 void actor__remote_publish(struct actor_remote *r, int index);
 /* remote_in.c: the I/O thread's side */

@@ -7,6 +7,11 @@
  *   I/O thread: ev_async (one per burst) --> drain --> remote_in.c <-----+
  *                   --> bonds, dist_node_post --> the peer's connection
  *
+ * An idle scheduler may run the loop in the I/O thread's place, as its guest (under io_lock):
+ * it drains the queue and polls the sockets between looks at its own inbox, so a round trip
+ * to an actor on another node wakes no thread on either side. The I/O thread waits meanwhile,
+ * and takes the loop back when the guest goes to sleep or stops polling (busy with actors).
+ *
  * Packing happens on the sender's thread, so the I/O thread only copies bytes. Items from one
  * thread leave in the order they were queued, and libdist keeps one lane per sending PID, so
  * messages between a pair of actors keep their order end to end.
@@ -25,6 +30,10 @@
 #include "internal.h"
 
 #define IO_SPIN_NS 100000 /* how long the I/O thread polls after traffic before it sleeps */
+/* A guest that has not polled for this long is busy: the I/O thread takes the loop back. */
+#define GUEST_STALE_NS 2000000
+/* How often the I/O thread looks at its guest meanwhile. */
+#define GUEST_WATCH_NS 1000000
 
 #define OUT_HIGH_WATER     (64u * 1024u * 1024u) /* queued bytes before sends get ACTOR_EBUSY */
 #define DEFAULT_CONNECT_MS 5000u
@@ -155,6 +164,10 @@ static void item_push(struct actor_remote *r, struct out_item *it)
 {
     atomic_fetch_add_explicit(&r->out_bytes, it->len, memory_order_relaxed);
     actor__mpsc_push(&r->out, &it->node);
+    /* A scheduler that polls the loop itself sends the item when it next idles. */
+    if (actor__tls_sched != NULL &&
+        atomic_load_explicit(&r->guest, memory_order_relaxed) == (int)actor__tls_sched->index + 1)
+        return;
     if (!atomic_exchange(&r->wake_pending, 1))
         ev_async_send(r->loop, &r->wake);
 }
@@ -342,7 +355,7 @@ static void io_spin(struct actor_remote *r)
     int64_t until = 0;
 
     atomic_store(&r->wake_pending, 1);
-    for (unsigned i = 0; !atomic_load(&r->stopping); i++) {
+    for (unsigned i = 0; !atomic_load(&r->stopping) && !atomic_load(&r->guest); i++) {
         uint64_t now_seen;
         int64_t now;
         out_drain(r);
@@ -370,9 +383,62 @@ static void io_block(struct actor_remote *r)
      * thread sees the push and does not sleep.
      */
     atomic_store(&r->wake_pending, 0);
-    if (actor__mpsc_maybe_nonempty(&r->out) || atomic_load(&r->stopping))
+    if (actor__mpsc_maybe_nonempty(&r->out) || atomic_load(&r->stopping) || atomic_load(&r->guest))
         return;
     ev_run(r->loop, EVRUN_ONCE);
+}
+
+/*
+ * While a scheduler polls the loop, wait (io_lock released) until it leaves, or until it has
+ * not polled for GUEST_STALE_NS: busy with its actors, it would leave the sockets unread.
+ */
+static void io_stand_aside(struct actor_remote *r)
+{
+    int64_t at = io_now_ns() + GUEST_WATCH_NS;
+    struct timespec ts = {at / 1000000000L, at % 1000000000L};
+    int g;
+
+    pthread_cond_timedwait(&r->io_cond, &r->io_lock, &ts);
+    g = atomic_load(&r->guest);
+    if (g != 0 && io_now_ns() - atomic_load(&r->guest_polled) > GUEST_STALE_NS)
+        atomic_compare_exchange_strong(&r->guest, &g, 0);
+}
+
+int actor__remote_guest_poll(struct actor_remote *r, struct scheduler *s, int64_t now)
+{
+    int me = (int)s->index + 1;
+    int g = atomic_load_explicit(&r->guest, memory_order_relaxed);
+
+    if (atomic_load_explicit(&r->stopping, memory_order_relaxed))
+        return 0;
+    if (g != me) {
+        if (g != 0 || !atomic_load_explicit(&r->running, memory_order_relaxed) ||
+            !atomic_compare_exchange_strong(&r->guest, &g, me))
+            return 0;
+        atomic_store(&r->guest_polled, now);
+        ev_async_send(r->loop, &r->wake); /* out of epoll, to stand aside */
+    }
+    if (pthread_mutex_trylock(&r->io_lock) != 0)
+        return 0;
+    if (atomic_load(&r->guest) == me && !atomic_load(&r->stopping)) {
+        atomic_store(&r->guest_polled, now);
+        out_drain(r);
+        ev_run(r->loop, EVRUN_NOWAIT);
+    }
+    pthread_mutex_unlock(&r->io_lock);
+    return 1;
+}
+
+void actor__remote_guest_leave(struct actor_remote *r, struct scheduler *s)
+{
+    int me = (int)s->index + 1;
+
+    /*
+     * Not under io_lock: the I/O thread may hold it in epoll once the loop is its own again.
+     * A signal it misses costs at most GUEST_WATCH_NS.
+     */
+    if (atomic_compare_exchange_strong(&r->guest, &me, 0))
+        pthread_cond_signal(&r->io_cond);
 }
 
 static void *io_main(void *arg)
@@ -380,13 +446,20 @@ static void *io_main(void *arg)
     struct actor_remote *r = arg;
     struct dist_node_handlers h = {on_ready, actor__remote_on_message, actor__remote_on_up,
                                    actor__remote_on_down};
-    int rc = dist_node_start(r->node, &h, r);
+    int rc;
 
+    pthread_mutex_lock(&r->io_lock);
+    rc = dist_node_start(r->node, &h, r);
     if (rc != 0) {
+        pthread_mutex_unlock(&r->io_lock);
         start_done(r, rc, 0);
         return NULL;
     }
     while (!atomic_load(&r->stopping)) {
+        if (atomic_load(&r->guest)) {
+            io_stand_aside(r);
+            continue;
+        }
         io_spin(r);
         io_block(r);
     }
@@ -394,6 +467,7 @@ static void *io_main(void *arg)
     out_drain(r);
     ev_run(r->loop, EVRUN_NOWAIT);
     dist_node_stop(r->node);
+    pthread_mutex_unlock(&r->io_lock);
     return NULL;
 }
 
@@ -418,6 +492,8 @@ static void remote_destroy(struct actor_remote *r)
     free(r->names);
     free(r->watchers);
     pthread_mutex_destroy(&r->lock);
+    pthread_mutex_destroy(&r->io_lock);
+    pthread_cond_destroy(&r->io_cond);
     pthread_cond_destroy(&r->cond);
     free(r);
 }
@@ -440,6 +516,7 @@ static void node_opts_of(const struct actor_dist_opts *o, struct actor_remote *r
     d->tick_ms = o->tick_ms;
     d->handshake_timeout_ms = o->handshake_timeout_ms;
     d->backoff_max_ms = o->backoff_max_ms;
+    d->busy_poll_us = -1; /* the I/O thread and its guests poll by themselves */
     d->log_cb = dist_log;
     d->log_user_data = r;
 }
@@ -457,9 +534,11 @@ static int remote_new(struct actor_system *sys, const struct actor_dist_opts *op
         return ACTOR_ENOMEM;
     r->sys = sys;
     pthread_mutex_init(&r->lock, NULL);
+    pthread_mutex_init(&r->io_lock, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&r->cond, &attr);
+    pthread_cond_init(&r->io_cond, &attr);
     pthread_condattr_destroy(&attr);
     actor__mpsc_init(&r->out);
     r->connect_timeout =
@@ -512,6 +591,7 @@ static void remote_join(struct actor_remote *r)
     atomic_store(&r->running, 0);
     atomic_store(&r->stopping, 1);
     ev_async_send(r->loop, &r->wake);
+    pthread_cond_signal(&r->io_cond);
     pthread_join(r->thread, NULL);
     r->joined = 1;
 }

@@ -197,6 +197,7 @@ static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* Spin, then sleep until woken or a timer is due. */
 static void idle(struct scheduler *s)
 {
+    struct actor_remote *r = s->sys->remote;
     int64_t until = now_ns() + SPIN_NS;
 
     s->idle_since = until - SPIN_NS;
@@ -205,7 +206,12 @@ static void idle(struct scheduler *s)
     for (unsigned i = 0;; i++) {
         if (actor__mpsc_maybe_nonempty(&s->inbox) || atomic_load(&s->sys->stopping))
             goto out;
-        __builtin_ia32_pause();
+        if (r != NULL && actor__remote_guest_poll(r, s, now_ns())) {
+            if (s->ready_head != NULL || actor__mpsc_maybe_nonempty(&s->inbox))
+                goto out;
+        } else {
+            __builtin_ia32_pause();
+        }
         if ((i & 63) != 63)
             continue;
         /*
@@ -228,6 +234,8 @@ static void idle(struct scheduler *s)
     }
     if (!ev_is_active(&s->trim_timer))
         ev_timer_start(s->loop, &s->trim_timer);
+    if (r != NULL)
+        actor__remote_guest_leave(r, s);
     atomic_store(&s->sleeping, 1);
     if (!actor__mpsc_maybe_nonempty(&s->inbox) && !atomic_load(&s->sys->stopping))
         ev_run(s->loop, EVRUN_ONCE);
@@ -325,6 +333,8 @@ static void *scheduler_main(void *arg)
             ev_run(s->loop, EVRUN_NOWAIT);
     }
     actor__env_flush(s);
+    if (s->sys->remote != NULL)
+        actor__remote_guest_leave(s->sys->remote, s);
     actor__tls_sched = NULL;
     return NULL;
 }

@@ -19,6 +19,8 @@
  *   callvictim                call the last spawned actor
  *   monitor NODE / link NODE  monitor / link NODE's echo
  *   stats                     the distribution's counters
+ *   hog NODE MS               {echo, NODE} ! "hog MS": that echo keeps its scheduler busy for
+ *                             MS milliseconds, then prints "hogged ms=MS"
  *   quit                      shut down and exit 0 (so does the end of stdin)
  *
  * Output lines: "ready name=N creation=C", "pong from=N pid=P", "order from=N total=T ok|bad",
@@ -34,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "actor.h"
 #include "actor_node.pb-c.h"
@@ -45,6 +48,7 @@
 static struct {
     struct actor_dist_opts dist;
     int secret;
+    unsigned schedulers;
 } opt;
 
 static const struct actor_type *text_type, *secret_type;
@@ -144,6 +148,18 @@ static int echo_call(struct actor *self, struct actor_msg *msg, const char *text
     return actor_reply(self, msg, actor_type_raw(), strdup(text + 5), strlen(text + 5) + 1);
 }
 
+/* Keep this scheduler from everything else for @ms, as a long computation would. */
+static void echo_hog(long ms)
+{
+    struct timespec t0, t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000L + (t.tv_nsec - t0.tv_nsec) / 1000000L < ms);
+    say("hogged ms=%ld", ms);
+}
+
 static int echo_handle(struct actor *self, void *state, struct actor_msg *msg)
 {
     char text[LINE_MAX_];
@@ -163,6 +179,8 @@ static int echo_handle(struct actor *self, void *state, struct actor_msg *msg)
         return actor_send_copy(actor_system_of(self), msg->from, "pong", 4);
     if (sscanf(text, "seq %ld %ld", &i, &total) == 2)
         echo_seq(self, state, msg->from, i, total);
+    else if (sscanf(text, "hog %ld", &i) == 1)
+        echo_hog(i);
     return 0;
 }
 
@@ -414,6 +432,14 @@ static void ctl_stats(struct actor_system *sys)
         (unsigned long long)s.undeliverable, (unsigned long long)s.dropped);
 }
 
+static int ctl_hog(struct actor_system *sys, const char *node, const char *ms)
+{
+    char text[80];
+
+    snprintf(text, sizeof(text), "hog %s", ms);
+    return send_raw_at(sys, node, text);
+}
+
 /* One command line. */
 static int ctl_command(struct actor *self, struct ctl *c, const char *line)
 {
@@ -451,6 +477,8 @@ static int ctl_command(struct actor *self, struct ctl *c, const char *line)
         rc = actor_link(self, target);
     else if (strcmp(line, "stats") == 0)
         ctl_stats(sys);
+    else if (strncmp(line, "hog ", 4) == 0)
+        rc = ctl_hog(sys, a, b);
     else
         rc = ACTOR_EINVAL;
     if (rc != 0)
@@ -511,7 +539,7 @@ static const struct actor_behaviour ctl_behaviour = {"ctl", ctl_init, ctl_handle
 static void usage(FILE *out)
 {
     fprintf(out, "usage: actor_node --name NAME@HOST --epmd-port P --cookie C [--tick MS]\n"
-                 "                  [--connect-timeout MS] [--secret]\n"
+                 "                  [--connect-timeout MS] [--secret] [--schedulers N]\n"
                  "Commands are read from stdin; see the top of actor_node.c.\n");
 }
 
@@ -523,6 +551,7 @@ static int parse(int argc, char **argv)
                                           {"tick", required_argument, NULL, 't'},
                                           {"connect-timeout", required_argument, NULL, 'o'},
                                           {"secret", no_argument, NULL, 's'},
+                                          {"schedulers", required_argument, NULL, 'S'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
     int ch;
@@ -548,6 +577,9 @@ static int parse(int argc, char **argv)
         case 's':
             opt.secret = 1;
             break;
+        case 'S':
+            opt.schedulers = (unsigned)atoi(optarg);
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -563,7 +595,8 @@ static int parse(int argc, char **argv)
 
 static int start(struct actor_system **out)
 {
-    struct actor_system_opts so = {.schedulers = 2, .log = log_cb};
+    struct actor_system_opts so = {.schedulers = opt.schedulers ? opt.schedulers : 2,
+                                   .log = log_cb};
     struct actor_system *sys;
     int rc = actor_type_register("test.Text", &test__text__descriptor, &text_type);
 

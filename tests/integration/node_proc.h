@@ -19,6 +19,22 @@ struct proc {
     char err[160];
 };
 
+/*
+ * The program to run: the one named by the environment variable @env when it is set (so that
+ * scripts/test can run the nodes of a build under another sanitizer), else @built. Such a
+ * program finds its own build's libraries through its run path, unless the LD_LIBRARY_PATH
+ * meson test sets for this build overrides it: that is dropped then, for every child.
+ */
+static char *proc_bin(const char *env, const char *built)
+{
+    const char *p = getenv(env);
+
+    if (p == NULL || *p == '\0')
+        return (char *)built;
+    unsetenv("LD_LIBRARY_PATH");
+    return (char *)p;
+}
+
 /* Take the next of @max slots in @procs for node "NAME@127.0.0.1", its output files in @dir. */
 static struct proc *proc_add(struct proc *procs, int *n, int max, const char *dir, const char *name)
 {

@@ -49,10 +49,11 @@ TestSuite(actor_dist, .init = setup, .fini = teardown, .timeout = 120);
 static struct proc *node_start(const char *name, const char *extra)
 {
     char port[8], tick[16];
-    char *argv[16] = {ACTOR_NODE_BIN, "--name", NULL, "--epmd-port",       port,      "--cookie",
-                      COOKIE,         "--tick", tick, "--connect-timeout", CONNECT_MS};
+    char *argv[16] = {NULL,   "--name", NULL, "--epmd-port",       port,      "--cookie",
+                      COOKIE, "--tick", tick, "--connect-timeout", CONNECT_MS};
     struct proc *p = proc_add(procs, &nprocs, MAX_PROCS, dir, name);
 
+    argv[0] = proc_bin("ACTOR_NODE_BIN", ACTOR_NODE_BIN);
     snprintf(port, sizeof(port), "%u", d.port);
     snprintf(tick, sizeof(tick), "%u", TICK_MS);
     argv[2] = p->name;
@@ -186,6 +187,28 @@ Test(actor_dist, kill_9_fires_links_and_monitors_with_noconnection)
     quit_clean(b);
 }
 
+Test(actor_dist, a_node_whose_only_scheduler_is_busy_keeps_its_connections)
+{
+    struct proc *a = node_start("a", "--schedulers=1"), *b = node_start("b", NULL);
+
+    learn(a, b);
+    learn(b, a);
+    /*
+     * Longer than twice the tick time: a's I/O thread must answer b's ticks meanwhile, though
+     * the scheduler that polls its loop while idle takes the hog in: a burst just before
+     * keeps it polling.
+     */
+    cmd(b, "burst %s 20000", a->name);
+    cmd(b, "hog %s %d", a->name, 2 * TICK_MS + 1000);
+    wait_out(a, "hogged ms=", 1);
+    learn(b, a);
+    learn(a, b);
+    cr_expect_eq(file_count(b->out, "nodedown a@"), 0, "b took a for dead while it computed");
+    cr_expect_eq(file_count(a->out, "nodedown b@"), 0);
+    quit_clean(a);
+    quit_clean(b);
+}
+
 Test(actor_dist, remote_exits_and_downs_carry_real_reasons)
 {
     struct proc *a = node_start("a", NULL), *b = node_start("b", NULL);
@@ -313,10 +336,11 @@ Test(actor_dist, pids_of_a_dead_node_or_an_old_incarnation_are_harmless)
 static struct proc *ping_pong_start(const char *name, const char *const *args)
 {
     char port[8];
-    char *argv[16] = {PING_PONG_BIN, "--node", NULL, "--epmd-port", port, "--cookie", COOKIE};
+    char *argv[16] = {NULL, "--node", NULL, "--epmd-port", port, "--cookie", COOKIE};
     int argc = 7;
     struct proc *p = proc_add(procs, &nprocs, MAX_PROCS, dir, name);
 
+    argv[0] = proc_bin("PING_PONG_BIN", PING_PONG_BIN);
     snprintf(port, sizeof(port), "%u", d.port);
     argv[2] = p->name;
     for (; *args != NULL && argc < 15; args++)

@@ -21,6 +21,9 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "node_proc.h"
+
+#define CLUSTER proc_bin("CLUSTER_BIN", CLUSTER_BIN)
+#define CHAT    proc_bin("CHAT_BIN", CHAT_BIN)
 #pragma GCC diagnostic pop
 
 static struct daemon d;
@@ -95,8 +98,8 @@ static void wait_node(const struct proc *p, const char *pre, const char *node, c
 Test(examples_dist, cluster_members_join_greet_and_leave)
 {
     const char *ready = "looking for members";
-    struct proc *n[3] = {node_start(CLUSTER_BIN, "n1", ready), node_start(CLUSTER_BIN, "n2", ready),
-                         node_start(CLUSTER_BIN, "n3", ready)};
+    struct proc *n[3] = {node_start(CLUSTER, "n1", ready), node_start(CLUSTER, "n2", ready),
+                         node_start(CLUSTER, "n3", ready)};
 
     for (int i = 0; i < 3; i++) {
         for (int j = 0; j < 3; j++) {
@@ -117,8 +120,8 @@ Test(examples_dist, cluster_members_join_greet_and_leave)
 Test(examples_dist, chat_lines_travel_and_a_killed_peer_dies)
 {
     const char *ready = "is in the chat";
-    struct proc *a = node_start(CHAT_BIN, "alice", ready);
-    struct proc *b = node_start(CHAT_BIN, "bob", ready);
+    struct proc *a = node_start(CHAT, "alice", ready);
+    struct proc *b = node_start(CHAT, "bob", ready);
     static const char line[] = "hello from the other terminal\n";
 
     wait_out(a, "* bob joined\n", 1);
@@ -133,7 +136,7 @@ Test(examples_dist, chat_lines_travel_and_a_killed_peer_dies)
     wait_out(b, "* alice died (noconnection)\n", 1);
 
     /* A newcomer joins the survivor; when it reaches EOF, it leaves cleanly. */
-    struct proc *c = node_start(CHAT_BIN, "carol", ready);
+    struct proc *c = node_start(CHAT, "carol", ready);
     wait_out(b, "* carol joined\n", 1);
     stop_clean(c, 0);
     wait_out(b, "* carol left\n", 1);
