@@ -715,8 +715,9 @@ DIST_API void dist_epmd_lookup_cancel(struct dist_epmd_lookup *lookup);
  * Reconnecting: while frames wait for a peer, a failed lookup, connect or handshake is retried
  * after a delay that doubles from backoff_min_ms to backoff_max_ms, each drawn at random
  * between half of it and all of it. A failed authentication drops the queue instead, and the
- * next send tries again. A peer's host (the part of its name after '@') must be a numeric
- * address or "localhost": connections are made without a resolver.
+ * next send tries again. A peer's host (the part of its name after '@') is a numeric address
+ * or a host name: a name is resolved for the lookup at the peer's epmd (dist_epmd_lookup()),
+ * and the node is dialled at the address that epmd answered at, as Erlang does.
  *
  * PIDs: struct dist_pid.node is an index into the node's table of interned node names, 0
  * being the node itself (dist_node_intern(), dist_node_name_of()). On the wire a PID carries

@@ -412,6 +412,21 @@ struct dist_epmd_lookup {
     uint8_t req[2 + 1 + DIST_EPMD_MAX_SYMLEN];
 };
 
+int dist__epmd_lookup_peer(const struct dist_epmd_lookup *q, uint16_t port,
+                           struct sockaddr_storage *ss, socklen_t *len)
+{
+    *len = sizeof(*ss);
+    if (q->link.fd < 0 || getpeername(q->link.fd, (struct sockaddr *)ss, len) != 0)
+        return DIST_ERESOLVE;
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons(port);
+    else if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+    else
+        return DIST_ERESOLVE;
+    return 0;
+}
+
 static void lookup_finish(struct dist_epmd_lookup *q, int status, const struct dist_epmd_node *n)
 {
     q->done = 1;

@@ -5,8 +5,17 @@
 #define DIST_INTERNAL_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "dist.h"
+
+/*
+ * From within a lookup's callback: the address its epmd answered at, with @port in place of
+ * epmd's: where a node whose host is a name listens. Returns 0, or DIST_ERESOLVE when the
+ * lookup has no connection (epmd_client.c).
+ */
+int dist__epmd_lookup_peer(const struct dist_epmd_lookup *q, uint16_t port,
+                           struct sockaddr_storage *ss, socklen_t *len);
 
 static inline uint16_t dist__get16(const uint8_t *p)
 {

@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "internal.h"
 #include "node.h"
 
 #define NAMES_MAX            65536u
@@ -258,6 +259,7 @@ static void lookup_cb(int status, const struct dist_epmd_node *en, void *user_da
 {
     struct dist_peer *p = user_data;
     struct dist_node *node = p->node;
+    struct dist_epmd_lookup *l = p->lookup;
     struct sockaddr_storage ss;
     socklen_t len = 0;
     int rc = status;
@@ -265,8 +267,9 @@ static void lookup_cb(int status, const struct dist_epmd_node *en, void *user_da
     if (status == -ECANCELED)
         return;
     p->lookup = NULL;
-    if (rc == 0)
-        rc = numeric_addr(strchr(p->name, '@') + 1, en->port, &ss, &len);
+    /* A host name: the node listens where its epmd answered, as with Erlang. */
+    if (rc == 0 && numeric_addr(strchr(p->name, '@') + 1, en->port, &ss, &len) != 0)
+        rc = dist__epmd_lookup_peer(l, en->port, &ss, &len);
     if (rc == 0)
         rc = dist__conn_dial(node, p, (struct sockaddr *)&ss, len);
     if (rc != 0) {

@@ -9,6 +9,9 @@
  *
  * Every wait is bounded and polls; .fini kills and reaps every process started, passed or not.
  */
+#include <arpa/inet.h>
+#include <netdb.h>
+
 #include <criterion/criterion.h>
 
 #include <ev.h>
@@ -745,15 +748,15 @@ static int both(const int *a, const int *b, unsigned ms)
     return *a && *b;
 }
 
-/* Start "l1@127.0.0.1" and "l2@127.0.0.1" on this process's loop; wait until registered. */
-static void pair_start(void)
+/* Start nodes @names on this process's loop, listening on 127.0.0.1; wait until registered. */
+static void pair_start_as(const char *const names[2])
 {
     static const struct dist_node_handlers h = {pair_ready, pair_msg, pair_up, pair_down};
-    static const char *const names[2] = {"l1@127.0.0.1", "l2@127.0.0.1"};
 
     loop = ev_loop_new(EVFLAG_AUTO);
     for (int i = 0; i < 2; i++) {
         struct dist_node_opts o = {.name = names[i],
+                                   .listen_host = "127.0.0.1",
                                    .epmd_port = d.port,
                                    .cookie = COOKIE,
                                    .busy_poll_us = pair_busy_poll_us,
@@ -762,6 +765,14 @@ static void pair_start(void)
         cr_assert_eq(dist_node_start(pair[i], &h, &recs[i]), 0);
     }
     cr_assert(both(&recs[0].ready, &recs[1].ready, WAIT_MS), "the nodes never registered");
+}
+
+/* Start "l1@127.0.0.1" and "l2@127.0.0.1". */
+static void pair_start(void)
+{
+    static const char *const names[2] = {"l1@127.0.0.1", "l2@127.0.0.1"};
+
+    pair_start_as(names);
 }
 
 static void pair_free(void)
@@ -915,6 +926,43 @@ Test(dist_node, busy_poll_keeps_the_loop_awake_only_after_traffic)
     cr_assert(!ev_is_active(&pair[0]->spin) && !ev_is_active(&pair[1]->spin));
     pair_free();
     pair_busy_poll_us = 0;
+}
+
+/* This machine's host name in @buf when it resolves to a loopback address only; else NULL. */
+static const char *loopback_host_name(char *buf, size_t cap)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ais = NULL;
+    int loopback = 0;
+
+    if (gethostname(buf, cap) != 0 || getaddrinfo(buf, NULL, &hints, &ais) != 0)
+        return NULL;
+    for (struct addrinfo *ai = ais; ai != NULL; ai = ai->ai_next) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ai->ai_addr;
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ai->ai_addr;
+        int lo = (ai->ai_family == AF_INET && (ntohl(in->sin_addr.s_addr) >> 24) == 127) ||
+                 (ai->ai_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr));
+        loopback = lo && loopback >= 0 ? 1 : -1;
+    }
+    freeaddrinfo(ais);
+    return loopback > 0 ? buf : NULL;
+}
+
+Test(dist_node, nodes_named_by_host_name_find_and_reach_each_other)
+{
+    char host[200], n1[256], n2[256];
+    const char *const names[2] = {n1, n2};
+
+    if (loopback_host_name(host, sizeof(host)) == NULL) {
+        cr_skip_test("this machine's host name does not resolve to loopback addresses only");
+        return;
+    }
+    snprintf(n1, sizeof(n1), "h1@%s", host);
+    snprintf(n2, sizeof(n2), "h2@%s", host);
+    pair_start_as(names);
+    cr_assert_eq(dist_node_send(pair[0], NULL, n2, NULL, "inbox", "t", "hi", 2), 0);
+    cr_assert(both(&recs[1].msgs, &recs[0].ups, WAIT_MS), "%s never reached %s", n1, n2);
+    cr_assert_str_eq(recs[1].last_from, n1);
+    pair_free();
 }
 
 /* ---- epmd restarts --------------------------------------------------------------------------- */

@@ -12,7 +12,9 @@
 #     mhPID-R-h3 10.77.0.3 eth0 --+
 #
 # (PID is this script's, R a random number.)
-# Each host runs our epmd on port 4369 and one node, nN@10.77.0.N (embed_libdist). n1 sends to
+# Each host runs our epmd on port 4369 and one node, nN@hostN (embed_libdist); every host's
+# /etc/hosts maps host1..host3 to 10.77.0.1..3 (ip netns exec mounts /etc/netns/NS/hosts there,
+# which this script writes and removes), so names are resolved as on real hosts. n1 sends to
 # n2 and n3, n2 sends to n3, and every node echoes; then n3 is killed with SIGKILL and n1 and n2
 # must report it down; then n1 stops gracefully and n2 must see graceful_shutdown.
 #
@@ -70,7 +72,7 @@ ns_of() {
 }
 
 node_of() {
-    echo "n$1@$SUBNET.$1"
+    echo "n$1@host$1"
 }
 
 # delete_namespaces: ends whatever still runs inside a namespace of ours (a grandchild that
@@ -84,6 +86,7 @@ delete_namespaces() {
     done
     for ns in "${CREATED_NS[@]}"; do
         ip netns del "$ns" 2>/dev/null || echo "# could not delete namespace $ns" >&2
+        rm -rf "/etc/netns/$ns"
     done
     CREATED_NS=()
 }
@@ -100,13 +103,21 @@ trap 'fail "multihost: interrupted by a signal"; exit 130' INT TERM
 
 # ---- The network ---------------------------------------------------------------------------
 
-# add_ns NS: creates NS and brings its loopback up; on failure the test cannot run here.
+# add_ns NS: creates NS with its own /etc/hosts (localhost, and host1..host3 at their
+# addresses) and brings its loopback up; on failure the test cannot run here.
 add_ns() {
-    local err
+    local err n
     if ! err=$(ip netns add "$1" 2>&1); then
         skip "cannot create network namespace $1 (needs CAP_SYS_ADMIN): $err"
     fi
     CREATED_NS+=("$1")
+    must mkdir -p "/etc/netns/$1" || return 1
+    {
+        echo "127.0.0.1 localhost"
+        for n in "${HOSTS[@]}"; do
+            echo "$SUBNET.$n host$n"
+        done
+    } >"/etc/netns/$1/hosts"
     must ip -n "$1" link set lo up
 }
 
@@ -237,6 +248,9 @@ phase_network() {
     check "host 1 reaches epmd on $SUBNET.2:4369 and $SUBNET.3:4369" \
         eval "tcp_open 1 $SUBNET.2 4369 && tcp_open 1 $SUBNET.3 4369"
     check "host 2 reaches epmd on $SUBNET.3:4369" tcp_open 2 "$SUBNET.3" 4369
+    check "host 1 resolves host2 and host3 to $SUBNET.2 and $SUBNET.3" \
+        eval "ip netns exec $(ns_of 1) getent hosts host2 | grep -q '^$SUBNET.2 ' &&
+              ip netns exec $(ns_of 1) getent hosts host3 | grep -q '^$SUBNET.3 '"
 }
 
 phase_start_nodes() {
@@ -323,7 +337,8 @@ fi
 end_all_processes
 check "no sanitizer report from any node or epmd" sanitizer_clean
 delete_namespaces
-check "no namespace of this test is left" eval "! ip netns list | grep -q '^$PREFIX-'"
+check "no namespace of this test is left" eval "! ip netns list | grep -q '^$PREFIX-' &&
+    ! ls -d /etc/netns/$PREFIX-* 2>/dev/null"
 
 if ((INTEROP_FAILURES > 0)); then
     for label in n1 n2 n3 epmd1 epmd2 epmd3; do
