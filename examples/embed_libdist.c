@@ -77,6 +77,8 @@ static void usage(FILE *out)
             "  --handshake-timeout MS  bound on connect and handshake (default 5000)\n"
             "  --high-water BYTES    per-peer queue before sends are busy (default 64 MiB)\n"
             "  --backoff-max MS      largest reconnect and re-register delay (default 30000)\n"
+            "  --busy-poll US        after traffic, poll this long before sleeping: lower\n"
+            "                        latency for a busier core (default 50; 0: never)\n"
             "  --send-to NODE        send to the registered name \"inbox\" on NODE (repeatable)\n"
             "  --count N             messages per target (default 1)\n"
             "  --size BYTES          payload size (default 16)\n"
@@ -106,6 +108,7 @@ static int parse_numeric(int c, const char *arg)
                     : c == 'b' ? &opt.node.backoff_max_ms
                                : NULL;
     long max = c == 'p' || c == 'l' ? 65535
+               : c == 'B'           ? 1000000
                : c == 'C'           ? LONG_MAX
                : c == 'S'           ? MAX_SIZE
                                     : UINT32_MAX;
@@ -119,6 +122,8 @@ static int parse_numeric(int c, const char *arg)
         *(c == 'p' ? &opt.node.epmd_port : &opt.node.listen_port) = (uint16_t)v;
     else if (c == 'w')
         opt.node.queue_high_water = (size_t)v;
+    else if (c == 'B')
+        opt.node.busy_poll_us = v != 0 ? (int32_t)v : -1;
     else if (c == 'C')
         opt.count = v;
     else
@@ -137,6 +142,7 @@ static const struct option longopts[] = {
     {"handshake-timeout", required_argument, NULL, 'H'},
     {"high-water", required_argument, NULL, 'w'},
     {"backoff-max", required_argument, NULL, 'b'},
+    {"busy-poll", required_argument, NULL, 'B'},
     {"send-to", required_argument, NULL, 's'},
     {"count", required_argument, NULL, 'C'},
     {"size", required_argument, NULL, 'S'},

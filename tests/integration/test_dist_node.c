@@ -569,12 +569,15 @@ Test(dist_node, example_program_explains_itself_and_refuses_bad_input)
     static const char *const bad_count[] = {"--name", "a@127.0.0.1", "--count", "many", NULL};
     static const char *const bad_name[] = {"--name", "no-host", "--cookie", "c", NULL};
     static const char *const stray[] = {"--name", "a@127.0.0.1", "extra", NULL};
+    static const char *const long_poll[] = {"--name", "a@127.0.0.1", "--busy-poll", "1000001",
+                                            NULL};
 
     expect_example(help, 0, "usage: embed_libdist");
     expect_example(version, 0, "embed_libdist ");
     expect_example(no_name, 2, "--name is required");
     expect_example(bad_count, 2, "bad number 'many'");
     expect_example(stray, 2, "unexpected argument 'extra'");
+    expect_example(long_poll, 2, "bad number '1000001'");
     expect_example(bad_name, 1, "invalid node name");
 }
 
