@@ -641,11 +641,12 @@ static void local_up(struct dist_node *n, const char *name, void *ud)
     ((struct local_state *)ud)->up = 1;
 }
 
-static int simultaneous_logged;
+static int simultaneous_logged, reregistered_logged;
 
 static void local_log(int level, const char *msg, void *ud)
 {
     simultaneous_logged += strstr(msg, "simultaneous connect") != NULL;
+    reregistered_logged += strstr(msg, "registered with epmd again") != NULL;
     if (level <= DIST_EPMD_LOG_WARN)
         cr_log_info("local node: %s", msg);
 }
@@ -969,6 +970,27 @@ Test(dist_node, nodes_named_by_host_name_find_and_reach_each_other)
 }
 
 /* ---- epmd restarts --------------------------------------------------------------------------- */
+
+Test(dist_node, connections_go_on_while_epmd_restarts)
+{
+    uint64_t deadline;
+
+    pair_start();
+    cr_assert(exchange(), "no message before the restart");
+    daemon_kill(&d);
+    cr_assert(exchange(), "no message while epmd was down");
+    reregistered_logged = 0;
+    daemon_restart(&d);
+    deadline = mono_ms() + WAIT_MS;
+    while (reregistered_logged < 2 && mono_ms() < deadline)
+        ev_run(loop, EVRUN_NOWAIT);
+    cr_assert_eq(reregistered_logged, 2, "both nodes register again");
+    cr_assert(exchange(), "no message after the restart");
+    cr_assert_eq(recs[0].downs + recs[1].downs, 0, "the connection went down");
+    cr_assert_eq(recs[0].ups, 1);
+    cr_assert_eq(recs[1].ups, 1);
+    pair_free();
+}
 
 Test(dist_node, node_reregisters_after_epmd_restart_and_is_found)
 {
