@@ -871,22 +871,30 @@ Test(dist_node, posted_messages_carry_pids_and_refs_across_nodes)
     pair_free();
 }
 
-static void timer_noop(struct ev_loop *l, ev_timer *w, int revents)
+static void timer_fired(struct ev_loop *l, ev_timer *w, int revents)
 {
+    *(int *)w->data = 1;
 }
 
-/* Seconds one blocking loop iteration takes, with a @wait_s timer as the only other event. */
-static double one_iteration_s(double wait_s)
+/*
+ * How many blocking loop iterations pass before a @wait_s timer fires: a few when the loop
+ * sleeps until its next event, very many when it polls.
+ */
+static unsigned iterations_until(double wait_s)
 {
     ev_timer t;
-    double t0;
+    int fired = 0;
+    unsigned n = 0;
 
-    ev_timer_init(&t, timer_noop, wait_s, 0.);
+    ev_timer_init(&t, timer_fired, wait_s, 0.);
+    t.data = &fired;
     ev_timer_start(loop, &t);
-    t0 = ev_time();
-    ev_run(loop, EVRUN_ONCE);
+    while (!fired && n < 10000000) {
+        ev_run(loop, EVRUN_ONCE);
+        n++;
+    }
     ev_timer_stop(loop, &t);
-    return ev_time() - t0;
+    return n;
 }
 
 /* Exchange one message between the pair and wait for it; true if it arrived. */
@@ -913,13 +921,13 @@ Test(dist_node, busy_poll_keeps_the_loop_awake_only_after_traffic)
     pair_start();
     cr_assert(exchange(), "the message never arrived");
     cr_assert(ev_is_active(&pair[0]->spin) && ev_is_active(&pair[1]->spin));
-    cr_assert_lt(one_iteration_s(0.2), 0.1, "an iteration blocked while polling");
+    cr_assert_gt(iterations_until(0.05), 100, "the loop slept while polling");
     uint64_t deadline = mono_ms() + WAIT_MS;
     while ((ev_is_active(&pair[0]->spin) || ev_is_active(&pair[1]->spin)) && mono_ms() < deadline)
         ev_run(loop, EVRUN_NOWAIT);
     cr_assert(!ev_is_active(&pair[0]->spin) && !ev_is_active(&pair[1]->spin),
               "polling never stopped");
-    cr_assert_geq(one_iteration_s(0.05), 0.04, "an idle loop did not block");
+    cr_assert_leq(iterations_until(0.05), 5, "an idle loop did not sleep");
     pair_free();
     ev_loop_destroy(loop);
 
