@@ -28,6 +28,7 @@
 #include "config.h"
 
 #define SHOW_MAX 20 /* pongs printed one by one; past this, only the summary */
+#define CHECKS   4  /* the client looks for progress this many times per --timeout */
 
 /* The parsed options: the program's only globals. */
 static struct {
@@ -53,15 +54,20 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* The text of a raw message, NUL-terminated into @buf; "" for anything else. */
-static const char *text_of(const struct actor_msg *msg, char *buf, size_t cap)
+/* The N of a raw message "@word N", or 0 when @msg is anything else. */
+static long number_after(const struct actor_msg *msg, const char *word)
 {
-    buf[0] = '\0';
-    if (msg->type == actor_type_raw() && msg->size < cap) {
-        memcpy(buf, msg->payload, msg->size);
-        buf[msg->size] = '\0';
-    }
-    return buf;
+    size_t wl = strlen(word);
+    char buf[32], *end;
+    long n;
+
+    if (msg->type != actor_type_raw() || msg->size <= wl + 1 || msg->size >= sizeof(buf) ||
+        memcmp(msg->payload, word, wl) != 0 || ((const char *)msg->payload)[wl] != ' ')
+        return 0;
+    memcpy(buf, (const char *)msg->payload + wl + 1, msg->size - wl - 1);
+    buf[msg->size - wl - 1] = '\0';
+    n = strtol(buf, &end, 10);
+    return *end == '\0' && n > 0 ? n : 0;
 }
 
 /* Send "@word @n" as a raw message: "ping 3", "pong 3". */
@@ -78,15 +84,16 @@ static int send_text(struct actor_system *sys, struct dist_pid to, const char *w
 static int pong_handle(struct actor *self, void *state, struct actor_msg *msg)
 {
     struct actor_system *sys = actor_system_of(self);
-    char buf[32], pid[DIST_PID_STRLEN];
-    long n;
+    char pid[DIST_PID_STRLEN];
+    long n = number_after(msg, "ping");
 
-    if (sscanf(text_of(msg, buf, sizeof(buf)), "ping %ld", &n) != 1)
+    if (n == 0)
         return 0;
-    dist_pid_format(pid, sizeof(pid), msg->from);
-    if (n <= SHOW_MAX)
+    if (n <= SHOW_MAX) {
+        dist_pid_format(pid, sizeof(pid), msg->from);
         printf("ping %ld from %s on %s\n", n, pid, actor_node_of(sys, msg->from));
-    fflush(stdout);
+        fflush(stdout);
+    }
     send_text(sys, msg->from, "pong", n); /* a sender gone meanwhile misses its pong */
     return 0;
 }
@@ -98,8 +105,9 @@ static const struct actor_behaviour pong_behaviour = {"pong", NULL, pong_handle,
 struct ping {
     struct outcome *out;
     double started;
-    long last;
-    uint64_t timer;
+    long last; /* the last pong's number */
+    long seen; /* last, at the previous progress check */
+    int quiet; /* progress checks in a row that found no new pong */
 };
 
 static int ping_init(struct actor *self, void *arg, void **state)
@@ -123,7 +131,17 @@ static int ping_init(struct actor *self, void *arg, void **state)
         free(first);
         return rc;
     }
-    return actor_timer_start(self, (double)opt.timeout, 0., 0, &p->timer);
+    /* Checked a few times per --timeout, rather than a timer re-armed on every pong. */
+    return actor_timer_start(self, (double)opt.timeout / CHECKS, (double)opt.timeout / CHECKS, 0,
+                             NULL);
+}
+
+/* A progress check: true when no pong came for --timeout seconds. */
+static int ping_stalled(struct ping *p)
+{
+    p->quiet = p->last == p->seen ? p->quiet + 1 : 0;
+    p->seen = p->last;
+    return p->quiet >= CHECKS;
 }
 
 static int ping_finish(struct ping *p, int ok)
@@ -142,16 +160,13 @@ static int ping_pong(struct actor *self, struct ping *p, struct actor_msg *msg, 
     char pid[DIST_PID_STRLEN];
     double took;
 
-    dist_pid_format(pid, sizeof(pid), msg->from);
-    if (n <= SHOW_MAX)
+    if (n <= SHOW_MAX) {
+        dist_pid_format(pid, sizeof(pid), msg->from);
         printf("pong %ld from %s on %s\n", n, pid, actor_node_of(sys, msg->from));
-    p->last = n;
-    if (n < opt.count) {
-        /* The next ones to the PID that answered: location transparency. */
-        actor_timer_cancel(self, p->timer);
-        actor_timer_start(self, (double)opt.timeout, 0., 0, &p->timer);
-        return send_text(sys, msg->from, "ping", n + 1);
     }
+    p->last = n;
+    if (n < opt.count) /* the next ones to the PID that answered: location transparency */
+        return send_text(sys, msg->from, "ping", n + 1);
     took = now_s() - p->started;
     printf("done: %ld round trips in %.1f ms (%.1f us each)\n", n, took * 1e3, took * 1e6 / n);
     actor_exit(self, ACTOR_NORMAL);
@@ -161,11 +176,12 @@ static int ping_pong(struct actor *self, struct ping *p, struct actor_msg *msg, 
 static int ping_handle(struct actor *self, void *state, struct actor_msg *msg)
 {
     struct ping *p = state;
-    char buf[32];
     long n;
 
     switch (msg->kind) {
     case ACTOR_MSG_TIMER:
+        if (!ping_stalled(p))
+            return 0;
         fprintf(stderr, "no answer from %s within %ld s (after %ld pongs)\n", opt.peer, opt.timeout,
                 p->last);
         return ping_finish(p, 0);
@@ -177,9 +193,8 @@ static int ping_handle(struct actor *self, void *state, struct actor_msg *msg)
                 dist_down_reason_name(msg->u.node.reason));
         return ping_finish(p, 0);
     default:
-        if (sscanf(text_of(msg, buf, sizeof(buf)), "pong %ld", &n) == 1)
-            return ping_pong(self, p, msg, n);
-        return 0;
+        n = number_after(msg, "pong");
+        return n > 0 ? ping_pong(self, p, msg, n) : 0;
     }
 }
 
@@ -204,7 +219,8 @@ static void usage(FILE *out)
             "  --node N          this node, name@host (required)\n"
             "  --peer N          the server's node: run the client\n"
             "  --count N         round trips (default 3)\n"
-            "  --timeout S       client: give up after S seconds without an answer (default 5)\n"
+            "  --timeout S       client: give up after S seconds without an answer (checked\n"
+            "                    every S/4 s; default 5)\n"
             "  --epmd-port P     epmd's port (default 4369)\n"
             "  --cookie C        the cluster cookie (default $DIST_COOKIE, then ~/.dist.cookie)\n"
             "  --insecure        plain TCP instead of TLS 1.3\n"
