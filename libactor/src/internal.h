@@ -421,7 +421,8 @@ struct actor_remote {
 void actor__remote_log(struct actor_remote *r, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /*
- * An idle scheduler's turn at the I/O: it becomes the loop's guest if there is none, then
+ * An idle scheduler's turn at the I/O: it becomes the loop's guest if there is none (or in
+ * place of one that has not polled for a while, busy with its actors), then
  * drains the outbound queue and polls the sockets without blocking, so that a reply is
  * delivered on the thread that runs its actor, with no thread woken on the way. Returns 1 when
  * it polled, 0 when the loop is another's. @now: now_ns().

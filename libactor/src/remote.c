@@ -10,7 +10,8 @@
  * An idle scheduler may run the loop in the I/O thread's place, as its guest (under io_lock):
  * it drains the queue and polls the sockets between looks at its own inbox, so a round trip
  * to an actor on another node wakes no thread on either side. The I/O thread waits meanwhile,
- * and takes the loop back when the guest goes to sleep or stops polling (busy with actors).
+ * and takes the loop back when the guest goes to sleep or stops polling (busy with actors);
+ * another idle scheduler takes the place of a guest busy with actors sooner.
  *
  * Packing happens on the sender's thread, so the I/O thread only copies bytes. Items from one
  * thread leave in the order they were queued, and libdist keeps one lane per sending PID, so
@@ -34,6 +35,8 @@
 #define GUEST_STALE_NS 2000000
 /* How often the I/O thread looks at its guest meanwhile. */
 #define GUEST_WATCH_NS 1000000
+/* A guest that has not polled for this long is busy: another idle scheduler takes its place. */
+#define GUEST_STEAL_NS 100000
 
 #define OUT_HIGH_WATER     (64u * 1024u * 1024u) /* queued bytes before sends get ACTOR_EBUSY */
 #define DEFAULT_CONNECT_MS 5000u
@@ -412,11 +415,14 @@ int actor__remote_guest_poll(struct actor_remote *r, struct scheduler *s, int64_
     if (atomic_load_explicit(&r->stopping, memory_order_relaxed))
         return 0;
     if (g != me) {
-        if (g != 0 || !atomic_load_explicit(&r->running, memory_order_relaxed) ||
+        if (g != 0 && now - atomic_load(&r->guest_polled) < GUEST_STEAL_NS)
+            return 0;
+        if (!atomic_load_explicit(&r->running, memory_order_relaxed) ||
             !atomic_compare_exchange_strong(&r->guest, &g, me))
             return 0;
         atomic_store(&r->guest_polled, now);
-        ev_async_send(r->loop, &r->wake); /* out of epoll, to stand aside */
+        if (g == 0)
+            ev_async_send(r->loop, &r->wake); /* out of epoll, to stand aside */
     }
     if (pthread_mutex_trylock(&r->io_lock) != 0)
         return 0;
