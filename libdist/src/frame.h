@@ -253,6 +253,7 @@ int dist__frame_encode(struct dist_outbuf *out, const struct dist_frame *f);
  * a lane costs a step per lane with a large message in flight.
  */
 struct dist_lane;
+struct dist_qitem;
 
 struct dist_frame_writer {
     struct dist_outbuf out;
@@ -263,8 +264,10 @@ struct dist_frame_writer {
     struct dist_lane *head; /* lanes with frames queued, in round-robin order */
     struct dist_lane *tail;
     size_t nlanes;
-    size_t open_streams; /* streams started and not finished */
-    size_t open_bytes;   /* the sum of their totals */
+    size_t open_streams;       /* streams started and not finished */
+    size_t open_bytes;         /* the sum of their totals */
+    struct dist_qitem *spares; /* large items sent, kept for reuse */
+    size_t spare_bytes;        /* their capacity, at most SPARE_MAX */
 };
 
 /*

@@ -23,6 +23,8 @@
 #define FRAG_OVERHEAD 40u
 /* The reader's arena starts at this size and grows to fit the frames the peer sends. */
 #define ARENA_MIN (16u * 1024u)
+/* Bytes of large items a writer keeps for reuse once sent. */
+#define SPARE_MAX (4u * 1024u * 1024u)
 
 /* ---- Output buffer ----------------------------------------------------------------------- */
 
@@ -95,6 +97,7 @@ struct dist_qitem {
     struct dist_qitem *next;
     int large;
     uint64_t stream; /* once the first fragment is out */
+    size_t cap;      /* bytes data has room for */
     size_t len;
     size_t off; /* bytes sent as fragments */
     uint8_t data[];
@@ -137,13 +140,48 @@ int dist__frame_writer_init(struct dist_frame_writer *w, size_t frag_size,
     return 0;
 }
 
-static void lane_pop(struct dist_lane *l)
+/*
+ * A large item sent is kept for the next large message while the spares hold under
+ * SPARE_MAX bytes: a steady stream of large messages then reuses the same memory, where
+ * malloc() would give it back to the system as the queue drains and fault it in again.
+ */
+static void item_free(struct dist_frame_writer *w, struct dist_qitem *it)
+{
+    if (!it->large || it->cap > SPARE_MAX - w->spare_bytes) {
+        free(it);
+        return;
+    }
+    it->next = w->spares;
+    w->spares = it;
+    w->spare_bytes += it->cap;
+}
+
+/* An item with room for @len bytes: a spare of about that size, else a new one. */
+static struct dist_qitem *item_new(struct dist_frame_writer *w, size_t len, int large)
+{
+    struct dist_qitem **pp = &w->spares, *it;
+
+    for (; large && *pp != NULL; pp = &(*pp)->next) {
+        it = *pp;
+        if (it->cap >= len && it->cap / 2 <= len) {
+            *pp = it->next;
+            w->spare_bytes -= it->cap;
+            return it;
+        }
+    }
+    it = malloc(sizeof(*it) + len);
+    if (it != NULL)
+        it->cap = len;
+    return it;
+}
+
+static void lane_pop(struct dist_frame_writer *w, struct dist_lane *l)
 {
     struct dist_qitem *it = l->head;
     l->head = it->next;
     if (l->head == NULL)
         l->tail = NULL;
-    free(it);
+    item_free(w, it);
 }
 
 void dist__frame_writer_done(struct dist_frame_writer *w)
@@ -154,8 +192,13 @@ void dist__frame_writer_done(struct dist_frame_writer *w)
         struct dist_lane *l = w->head;
         w->head = l->next;
         while (l->head != NULL)
-            lane_pop(l);
+            lane_pop(w, l);
         free(l);
+    }
+    while (w->spares != NULL) {
+        struct dist_qitem *it = w->spares;
+        w->spares = it->next;
+        free(it);
     }
     dist__outbuf_done(&w->out);
     memset(w, 0, sizeof(*w));
@@ -188,20 +231,20 @@ static int writer_queue(struct dist_frame_writer *w, struct dist_lane *l, uint64
                         int large, uint8_t **p)
 {
     size_t len = large ? n : 4 + n;
-    struct dist_qitem *it = malloc(sizeof(*it) + len);
+    struct dist_qitem *it = item_new(w, len, large);
     if (it == NULL)
         return -ENOMEM;
     if (l == NULL) {
         l = calloc(1, sizeof(*l));
         if (l == NULL) {
-            free(it);
+            item_free(w, it);
             return -ENOMEM;
         }
         l->key = key;
         lane_enqueue(w, l);
         w->nlanes++;
     }
-    *it = (struct dist_qitem){.large = large, .len = len};
+    *it = (struct dist_qitem){.large = large, .cap = it->cap, .len = len};
     if (!large)
         dist__put32(it->data, (uint32_t)n);
     *p = it->data + (large ? 0 : 4);
@@ -292,7 +335,7 @@ static int lane_step(struct dist_frame_writer *w, struct dist_lane *l, int *move
         *moved = 1;
         if (it->off < it->len)
             return 0;
-        lane_pop(l);
+        lane_pop(w, l);
     }
     while (l->head != NULL && !l->head->large) {
         it = l->head;
@@ -302,7 +345,7 @@ static int lane_step(struct dist_frame_writer *w, struct dist_lane *l, int *move
         memcpy(p, it->data, it->len);
         w->queued -= it->len;
         *moved = 1;
-        lane_pop(l);
+        lane_pop(w, l);
     }
     return 0;
 }

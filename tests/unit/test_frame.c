@@ -596,6 +596,35 @@ Test(frame, large_message_is_fragmented_and_reassembled)
     cr_assert_eq(rd.pending, 0);
 }
 
+Test(frame, sent_large_messages_leave_bounded_spares_that_are_reused)
+{
+    enum { LEN = 200 * 1024, N = 40 };
+    struct seen seen[N];
+    uint8_t *buf;
+    struct dist_frame f = send_frame(5, LEN, &buf);
+
+    /* One sent: its memory is kept, and the next message of that size takes it back. */
+    cr_assert_eq(dist__frame_writer_put(&wr, &f, 5), 0);
+    while (dist__frame_writer_pending(&wr) > 0)
+        pump_round(64 * 1024);
+    cr_assert_eq(drain(seen, N), 1);
+    cr_assert_geq(wr.spare_bytes, LEN);
+    cr_assert_eq(dist__frame_writer_put(&wr, &f, 5), 0);
+    cr_assert_eq(wr.spare_bytes, 0, "a second message of the same size did not reuse the spare");
+
+    /* Many sent: at most 4 MiB of spares stay, and what arrives is intact. */
+    for (int i = 1; i < N; i++)
+        cr_assert_eq(dist__frame_writer_put(&wr, &f, 5), 0);
+    while (dist__frame_writer_pending(&wr) > 0)
+        pump_round(64 * 1024);
+    cr_assert_eq(drain(seen, N), N);
+    for (int i = 0; i < N; i++)
+        cr_assert(seen[i].payload_ok && seen[i].payload_len == LEN);
+    cr_assert_gt(wr.spare_bytes, 0);
+    cr_assert_leq(wr.spare_bytes, 4u * 1024 * 1024);
+    free(buf);
+}
+
 Test(frame, small_frames_overtake_a_large_one)
 {
     uint8_t *big, *small;
