@@ -432,6 +432,12 @@ int actor__remote_guest_poll(struct actor_remote *r, struct scheduler *s, int64_
 void actor__remote_guest_leave(struct actor_remote *r, struct scheduler *s);
 /* Make the name of node @index readable from any thread (I/O thread). */
 void actor__remote_publish(struct actor_remote *r, int index);
+/*
+ * Hand everything queued so far to the node (the loop's thread, with io_lock held): before a
+ * signal made on a local actor's behalf, such as noproc for one that is gone, so that it
+ * follows what the actor sent while alive.
+ */
+void actor__remote_drain(struct actor_remote *r);
 /* remote_in.c: the I/O thread's side */
 void actor__remote_out(struct actor_remote *r, struct out_item *it);
 void actor__remote_on_message(struct dist_node *node, const struct dist_msg *m,

@@ -310,6 +310,11 @@ static void out_drain(struct actor_remote *r)
     }
 }
 
+void actor__remote_drain(struct actor_remote *r)
+{
+    out_drain(r);
+}
+
 static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
     struct actor_remote *r =

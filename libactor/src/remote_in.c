@@ -416,13 +416,17 @@ static void send_in(struct actor_remote *r, const struct dist_msg *m, const char
     }
 }
 
-/* Answer a link or monitor of a process that is not here, as Erlang answers: noproc. */
+/*
+ * Answer a link or monitor of a process that is not here, as Erlang answers: noproc. What
+ * the process queued before it ended goes first: its messages come before its DOWN or exit.
+ */
 static void noproc_back(struct actor_remote *r, struct rpeer *p, const struct dist_msg *m)
 {
     struct dist_msg back = {.from = m->to, .to = m->from, .reason = ACTOR_NOPROC};
 
     if (dist_pid_is_none(m->to))
         return;
+    actor__remote_drain(r);
     back.kind = m->kind == DIST_MSG_LINK ? DIST_MSG_EXIT : DIST_MSG_DOWN;
     back.flags = DIST_EXIT_LINK;
     back.ref = m->ref;
