@@ -7,8 +7,8 @@
  *   discovery thread: epmd watch --> "found N" --> chat actor --> {chat, N} ! "hello"
  *   a "hello" or "welcome" from a peer's chat actor: it joined, and is monitored from then on
  *
- * A peer that stops (EOF, Ctrl-C) is reported as "* bob left"; one that dies (kill -9) as
- * "* bob died (noconnection)". Start an epmd, then in two or more terminals (port 4370):
+ * A peer that stops (EOF, Ctrl-C), or was gone by the time it was monitored, is reported as
+ * "* bob left"; one that dies (kill -9) as "* bob died (noconnection)". Start an epmd, then in two or more terminals (port 4370):
  *
  *     distributed_chat --node alice@127.0.0.1 --epmd-port 4370 --cookie secret
  *     distributed_chat --node bob@127.0.0.1 --epmd-port 4370 --cookie secret
@@ -106,7 +106,8 @@ static void chat_down(struct chat *c, const struct actor_msg *msg)
         if (!p->joined || memcmp(&p->ref, &msg->u.down.ref, sizeof(p->ref)) != 0)
             continue;
         short_name(p->node, who, sizeof(who));
-        if (reason == ACTOR_SHUTDOWN || reason == ACTOR_NORMAL)
+        /* noproc: it was gone before our monitor reached it, as when it leaves at once. */
+        if (reason == ACTOR_SHUTDOWN || reason == ACTOR_NORMAL || reason == ACTOR_NOPROC)
             printf("* %s left\n", who);
         else
             printf("* %s died (%s)\n", who, actor_reason_name(reason));

@@ -138,6 +138,9 @@ Test(examples_dist, chat_lines_travel_and_a_killed_peer_dies)
     /* A newcomer joins the survivor; when it reaches EOF, it leaves cleanly. */
     struct proc *c = node_start(CHAT, "carol", ready);
     wait_out(b, "* carol joined\n", 1);
+    /* bob's monitor of carol went out before this line: once carol has the line, she has it. */
+    cr_assert_eq(write(b->in, "welcome carol\n", 14), 14);
+    wait_out(c, "<bob> welcome carol\n", 1);
     stop_clean(c, 0);
     wait_out(b, "* carol left\n", 1);
     stop_clean(b, SIGTERM);
