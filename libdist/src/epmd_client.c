@@ -18,19 +18,16 @@
  *
  *   lookup        dial --> PORT_PLEASE2_REQ --> PORT2_RESP --> callback (one connection each)
  *
- * Numeric hosts are parsed inline. Host names go to getaddrinfo() on a detached thread, which
- * signals an eventfd; loop and thread share the job by reference count, either may end first.
+ * Numeric hosts are parsed inline. Host names go to getaddrinfo() on a thread of their own
+ * (resolve.c), which signals an eventfd.
  */
 #include <errno.h>
 #include <netdb.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -104,84 +101,6 @@ static void timer_in(struct ev_loop *loop, ev_timer *t, double after)
     ev_timer_start(loop, t);
 }
 
-/* Map a getaddrinfo() failure onto our codes. */
-static int resolve_error(int rc)
-{
-    if (rc == EAI_SYSTEM && errno != 0)
-        return -errno;
-    return rc == 0 ? 0 : rc == EAI_MEMORY ? -ENOMEM : DIST_ERESOLVE;
-}
-
-/* ---- Name resolution off the loop ----------------------------------------------------------- */
-
-struct resolve {
-    atomic_int refs; /* one for the loop, one for the thread */
-    atomic_int done; /* set (release) once rc and res are written */
-    int efd;         /* eventfd the thread signals when it is done */
-    int rc;          /* 0, or why getaddrinfo() failed (errno is this thread's) */
-    struct addrinfo *res;
-    char port[8];
-    char host[];
-};
-
-static void resolve_release(struct resolve *r)
-{
-    if (atomic_fetch_sub(&r->refs, 1) != 1)
-        return;
-    if (r->res != NULL)
-        freeaddrinfo(r->res);
-    close(r->efd);
-    free(r);
-}
-
-static void *resolve_main(void *arg)
-{
-    struct resolve *r = arg;
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    uint64_t one = 1;
-
-    r->rc = resolve_error(getaddrinfo(r->host, r->port, &hints, &r->res));
-    atomic_store_explicit(&r->done, 1, memory_order_release);
-    /* A full eventfd counter cannot happen with one write; a failed write leaves the deadline. */
-    (void)!write(r->efd, &one, sizeof(one));
-    resolve_release(r);
-    return NULL;
-}
-
-/* Start resolving host on a detached thread, which leaves every signal to the loop's. */
-static int resolve_start(const char *host, const char *port, struct resolve **out)
-{
-    size_t len = strlen(host);
-    struct resolve *r = calloc(1, sizeof(*r) + len + 1);
-    sigset_t all, old;
-    pthread_t tid;
-    int rc;
-
-    if (r == NULL)
-        return -ENOMEM;
-    memcpy(r->host, host, len + 1);
-    snprintf(r->port, sizeof(r->port), "%s", port);
-    atomic_init(&r->refs, 2);
-    atomic_init(&r->done, 0);
-    r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    rc = r->efd < 0 ? errno : 0;
-    if (rc == 0) {
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        rc = pthread_create(&tid, NULL, resolve_main, r);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
-    if (rc != 0) {
-        if (r->efd >= 0)
-            close(r->efd);
-        free(r);
-        return -rc;
-    }
-    pthread_detach(tid);
-    *out = r;
-    return 0;
-}
-
 /* ---- Links: one connection to an epmd ------------------------------------------------------- */
 
 enum link_state { LINK_IDLE, LINK_RESOLVING, LINK_CONNECTING, LINK_UP };
@@ -198,7 +117,7 @@ struct link {
     enum link_state state;
     int fd;
     int err; /* the last connect error, reported when no address is left */
-    struct resolve *res;
+    struct dist__resolve *res;
     struct addrinfo *ais, *ai; /* the addresses, and the next to try */
     uint8_t *in;
     size_t in_len, in_cap, in_max;
@@ -211,7 +130,7 @@ static void link_close(struct link *l)
     if (l->fd >= 0)
         close(l->fd);
     if (l->res != NULL)
-        resolve_release(l->res);
+        dist__resolve_release(l->res);
     if (l->ais != NULL)
         freeaddrinfo(l->ais);
     free(l->in);
@@ -305,7 +224,7 @@ static void link_read(struct link *l)
 /* The resolver thread is done: try its addresses, or report why there are none. */
 static void link_resolved(struct link *l)
 {
-    struct resolve *r = l->res;
+    struct dist__resolve *r = l->res;
     uint64_t v;
 
     (void)!read(r->efd, &v, sizeof(v));
@@ -316,7 +235,7 @@ static void link_resolved(struct link *l)
     l->ais = l->ai = r->rc == 0 ? r->res : NULL;
     r->res = r->rc == 0 ? NULL : r->res;
     l->err = r->rc != 0 ? r->rc : DIST_ERESOLVE;
-    resolve_release(r);
+    dist__resolve_release(r);
     l->state = LINK_CONNECTING;
     link_connect(l);
 }
@@ -367,7 +286,7 @@ static int link_dial(struct link *l, const char *host, uint16_t port, uint32_t t
         ev_feed_event(l->loop, &l->io, EV_CUSTOM);
     } else if (rc == EAI_NONAME) {
         l->ais = NULL;
-        rc = resolve_start(host, portstr, &l->res);
+        rc = dist__resolve_start(host, portstr, &l->res);
         if (rc != 0)
             return rc;
         ev_io_set(&l->io, l->res->efd, EV_READ);
@@ -375,7 +294,7 @@ static int link_dial(struct link *l, const char *host, uint16_t port, uint32_t t
         l->state = LINK_RESOLVING;
     } else {
         l->ais = NULL;
-        return resolve_error(rc);
+        return dist__resolve_error(rc);
     }
     timer_in(l->loop, &l->timer, timeout_ms / 1000.0);
     return 0;

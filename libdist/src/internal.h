@@ -4,6 +4,7 @@
 #ifndef DIST_INTERNAL_H
 #define DIST_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -42,5 +43,33 @@ static inline uint8_t *dist__put32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
     return p + 4;
 }
+
+/* ---- resolve.c: a host name resolved on a thread of its own, off the loop ---- */
+
+struct addrinfo;
+
+/* One resolution, shared by the loop and the thread. */
+struct dist__resolve {
+    atomic_int refs; /* one for the loop, one for the thread */
+    atomic_int done; /* set (release) once rc and res are written */
+    int efd;         /* eventfd the thread signals when it is done */
+    int rc;          /* 0, or why getaddrinfo() failed (errno is this thread's) */
+    struct addrinfo *res;
+    char port[8];
+    char host[];
+};
+
+/* Map a getaddrinfo() failure onto our codes: 0, -errno, -ENOMEM or DIST_ERESOLVE. */
+int dist__resolve_error(int rc);
+
+/*
+ * Start resolving @host:@port on a detached thread, which leaves every signal to the loop's.
+ * Once r->efd is readable, r->done is set and r->rc and r->res hold the result. Returns 0, or
+ * -ENOMEM or -errno (no eventfd, no thread).
+ */
+int dist__resolve_start(const char *host, const char *port, struct dist__resolve **out);
+
+/* The loop's side lets go of @r; whichever side is last frees it. */
+void dist__resolve_release(struct dist__resolve *r);
 
 #endif /* DIST_INTERNAL_H */
