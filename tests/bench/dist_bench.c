@@ -4,6 +4,9 @@
  * tests/bench/erlang/dist_bench.erl does the same work between two Erlang nodes; scripts/bench
  * runs both side by side. See /work/shared/BENCHMARKS.md.
  *
+ * This file is the driver: the options, the benches, the method and the report. The peer's side
+ * is in dist_bench_peer.c, and what the two share in dist_bench.h.
+ *
  * The driver starts its node, then forks and execs itself as the peer, which says ready:
  *
  *     driver  bench_a_PID@127.0.0.1                  peer  bench_b_PID@127.0.0.1
@@ -55,6 +58,7 @@
 
 #include "bench_stats.h"
 #include "dist.h"
+#include "dist_bench.h"
 
 #define BENCH_TIMEOUT_S   120.0 /* default bound on one run */
 #define BENCH_ITERS       5
@@ -63,7 +67,6 @@
 #define BENCH_QUIT_S      5.0  /* for the peer to leave before it is killed */
 #define BENCH_BATCH_BYTES (256u * 1024u) /* queued between two non-blocking loop runs */
 #define BENCH_COOKIE      "dist-bench-cookie"
-#define BENCH_INBOX       "bench"
 #define RTT_N             50000u
 #define CALL_N            20000u
 #define SMALL_N           1000000u
@@ -80,28 +83,8 @@
 #define PID_PING          1u /* the driver's senders, by process id */
 #define PID_BULK          2u
 
-#define T_READY "bench.Ready"
-#define T_PING  "bench.Ping"
-#define T_PONG  "bench.Pong"
-#define T_CALL  "bench.Call"
-#define T_REPLY "bench.Reply"
-#define T_DATA  "bench.Data"
-#define T_LAST  "bench.Last"
-#define T_DONE  "bench.Done"
-#define T_HELLO "bench.Hello"
-#define T_QUIT  "bench.Quit"
-
 /* The parsed options: this program's only globals. */
-static struct {
-    int json;
-    int verbose;
-    int insecure;
-    int iters;
-    double timeout;
-    uint16_t epmd_port;
-    const char *peer;   /* set in the peer process: its own name */
-    const char *driver; /* in the peer process: the driver's name */
-} opt = {.iters = BENCH_ITERS, .timeout = BENCH_TIMEOUT_S};
+struct bench_opts opt = {.iters = BENCH_ITERS, .timeout = BENCH_TIMEOUT_S};
 
 /* The driver's state, passed to every callback. */
 struct bench {
@@ -177,7 +160,7 @@ static int fail(struct bench *b, const char *what, int err)
     return -1;
 }
 
-static struct dist_node_opts node_opts(const char *name)
+struct dist_node_opts bench_node_opts(const char *name)
 {
     return (struct dist_node_opts){
         .name = name,
@@ -589,7 +572,7 @@ static int connect_cycle(struct bench *b, unsigned i, double *secs)
     int rc;
 
     snprintf(name, sizeof name, "bench_c%u_%ld@127.0.0.1", i, (long)getpid());
-    o = node_opts(name);
+    o = bench_node_opts(name);
     b->cycle_ready = b->cycle_up = 0;
     rc = dist_node_new(b->loop, &o, &node);
     if (rc == 0)
@@ -710,105 +693,6 @@ static int run_spec(struct bench *b, const struct bench_spec *s)
     return 0;
 }
 
-/* ---- The peer process ----------------------------------------------------------------------- */
-
-struct peer {
-    struct ev_loop *loop;
-    uint32_t creation;
-    uint64_t count; /* Data since the last Last */
-};
-
-static void peer_send(struct dist_node *node, struct peer *p, const struct dist_msg *in,
-                      const char *type, const void *data, size_t len, int send_kind)
-{
-    struct dist_msg m = {
-        .kind = DIST_MSG_SEND,
-        .from = {1, 0, p->creation},
-        .to = in->from,
-        .type = type,
-        .payload = data,
-        .len = len,
-        .send_kind = send_kind,
-        .ref = in->ref,
-    };
-    int rc = dist_node_post(node, dist_node_name_of(node, in->from.node), &m);
-
-    if (rc != 0) {
-        fprintf(stderr, "dist_bench (peer): sending %s: %s\n", type, dist_strerror(rc));
-        exit(1);
-    }
-}
-
-static void peer_message(struct dist_node *node, const struct dist_msg *m, const char *from_node,
-                         void *user_data)
-{
-    struct peer *p = user_data;
-
-    (void)from_node;
-    if (m->kind != DIST_MSG_SEND || m->from.id == 0)
-        return;
-    if (strcmp(m->type, T_DATA) == 0) {
-        p->count++;
-    } else if (strcmp(m->type, T_PING) == 0) {
-        peer_send(node, p, m, T_PONG, m->payload, m->len, DIST_SEND_KIND_PLAIN);
-    } else if (strcmp(m->type, T_CALL) == 0) {
-        peer_send(node, p, m, T_REPLY, m->payload, m->len, DIST_SEND_KIND_REPLY);
-    } else if (strcmp(m->type, T_LAST) == 0) {
-        peer_send(node, p, m, T_DONE, &p->count, sizeof p->count, DIST_SEND_KIND_PLAIN);
-        p->count = 0;
-    } else if (strcmp(m->type, T_QUIT) == 0) {
-        dist_node_stop(node);
-        ev_break(p->loop, EVBREAK_ALL);
-    }
-}
-
-static void peer_ready(struct dist_node *node, uint32_t creation, void *user_data)
-{
-    struct peer *p = user_data;
-    struct dist_pid me = {1, 0, creation};
-    int rc;
-
-    p->creation = creation;
-    rc = dist_node_send(node, &me, opt.driver, NULL, BENCH_INBOX, T_READY, NULL, 0);
-    if (rc != 0) {
-        fprintf(stderr, "dist_bench (peer): ready: %s\n", dist_strerror(rc));
-        exit(1);
-    }
-}
-
-static void peer_down(struct dist_node *node, const char *name, int reason, void *user_data)
-{
-    struct peer *p = user_data;
-
-    (void)node;
-    (void)reason;
-    if (strcmp(name, opt.driver) == 0)
-        ev_break(p->loop, EVBREAK_ALL);
-}
-
-static int peer_main(void)
-{
-    static const struct dist_node_handlers h = {peer_ready, peer_message, NULL, peer_down};
-    struct peer p = {.loop = ev_default_loop(EVFLAG_AUTO)};
-    struct dist_node_opts o = node_opts(opt.peer);
-    struct dist_node *node = NULL;
-    int rc;
-
-    if (p.loop == NULL)
-        return 1;
-    rc = dist_node_new(p.loop, &o, &node);
-    if (rc == 0)
-        rc = dist_node_start(node, &h, &p);
-    if (rc != 0) {
-        fprintf(stderr, "dist_bench (peer): starting %s: %s\n", opt.peer, dist_strerror(rc));
-        dist_node_free(node);
-        return 1;
-    }
-    ev_run(p.loop, 0);
-    dist_node_free(node);
-    return 0;
-}
-
 /* ---- The driver ----------------------------------------------------------------------------- */
 
 static int spawn_peer(struct bench *b)
@@ -875,7 +759,7 @@ static int driver_up(struct bench *b)
 
     snprintf(b->name, sizeof b->name, "bench_a_%ld@127.0.0.1", (long)getpid());
     snprintf(b->peer_name, sizeof b->peer_name, "bench_b_%ld@127.0.0.1", (long)getpid());
-    o = node_opts(b->name);
+    o = bench_node_opts(b->name);
     rc = dist_node_new(b->loop, &o, &b->node);
     if (rc == 0)
         rc = dist_node_start(b->node, &h, b);
@@ -1004,6 +888,6 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     if (opt.peer != NULL)
-        return peer_main();
+        return bench_peer_main();
     return driver_main(selected);
 }
