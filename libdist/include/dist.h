@@ -855,7 +855,7 @@ struct dist_node_handlers {
  * Returns 0, or:
  *   DIST_EINVAL        NULL arguments, a non-numeric listen_host, max_frame under 1024, a
  *                      timeout or backoff over DIST_EPMD_MAX_TIMEOUT_MS, min over max backoff,
- *                      or TLS file options that do not go together
+ *                      busy_poll_us over 1000000, or TLS file options that do not go together
  *   DIST_EBADNAME      a name failing dist_node_name_check()
  *   DIST_ECOOKIE, DIST_ECOOKIE_PERM  the cookie or its file is refused (the reason is logged)
  *   DIST_ETLS          the TLS context cannot be built (the reason is logged)
