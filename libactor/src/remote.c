@@ -294,7 +294,7 @@ int actor_monitor_nodes(struct actor *self, int on)
 /* ---- The I/O thread -------------------------------------------------------------------------- */
 
 /* Take what every thread queued. A push caught between its two steps is waited out. */
-static void out_drain(struct actor_remote *r)
+void actor__remote_drain(struct actor_remote *r)
 {
     for (;;) {
         struct mpsc_node *n = actor__mpsc_pop(&r->out);
@@ -310,11 +310,6 @@ static void out_drain(struct actor_remote *r)
     }
 }
 
-void actor__remote_drain(struct actor_remote *r)
-{
-    out_drain(r);
-}
-
 static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
     struct actor_remote *r =
@@ -322,7 +317,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 
     /* Cleared first: a push after this point sends a new wake-up, one before it is drained. */
     atomic_store(&r->wake_pending, 0);
-    out_drain(r);
+    actor__remote_drain(r);
     if (atomic_load(&r->stopping))
         ev_break(loop, EVBREAK_ALL);
 }
@@ -366,7 +361,7 @@ static void io_spin(struct actor_remote *r)
     for (unsigned i = 0; !atomic_load(&r->stopping) && !atomic_load(&r->guest); i++) {
         uint64_t now_seen;
         int64_t now;
-        out_drain(r);
+        actor__remote_drain(r);
         ev_run(r->loop, EVRUN_NOWAIT);
         now_seen = atomic_load_explicit(&r->sent, memory_order_relaxed) +
                    atomic_load_explicit(&r->received, memory_order_relaxed);
@@ -433,7 +428,7 @@ int actor__remote_guest_poll(struct actor_remote *r, struct scheduler *s, int64_
         return 0;
     if (atomic_load(&r->guest) == me && !atomic_load(&r->stopping)) {
         atomic_store(&r->guest_polled, now);
-        out_drain(r);
+        actor__remote_drain(r);
         ev_run(r->loop, EVRUN_NOWAIT);
     }
     pthread_mutex_unlock(&r->io_lock);
@@ -475,7 +470,7 @@ static void *io_main(void *arg)
         io_block(r);
     }
     /* What the actors sent before the stop goes out, then the goodbyes. */
-    out_drain(r);
+    actor__remote_drain(r);
     ev_run(r->loop, EVRUN_NOWAIT);
     dist_node_stop(r->node);
     pthread_mutex_unlock(&r->io_lock);

@@ -21,10 +21,10 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "node_proc.h"
+#pragma GCC diagnostic pop
 
 #define CLUSTER proc_bin("CLUSTER_BIN", CLUSTER_BIN)
 #define CHAT    proc_bin("CHAT_BIN", CHAT_BIN)
-#pragma GCC diagnostic pop
 
 static struct daemon d;
 static char dir[64];
